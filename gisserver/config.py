@@ -1,0 +1,124 @@
+"""Configuration: every key, its default and its environment variable, in one place.
+
+``Settings.from_env()`` reads ``GISSERVER_*`` variables (and ``DATABASE_URL``). Every key is
+documented in docs/configuration.md, which a test checks against this table.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from gisserver.errors import ConfigurationError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _meta(env: str, doc: str, parse=str):
+    return {"env": env, "doc": doc, "parse": parse}
+
+
+def _bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"not a boolean: {text!r}")
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str | None = field(
+        default=None,
+        metadata=_meta(
+            "DATABASE_URL",
+            "PostGIS connection URL (postgresql://user:pass@host:port/db). Unset: the embedded "
+            "cluster under var/pg is used.",
+        ),
+    )
+    var_dir: Path = field(
+        default=PROJECT_ROOT / "var",
+        metadata=_meta("GISSERVER_VAR_DIR", "Folder for the embedded database, rasters, uploads and caches.", Path),
+    )
+    embedded_pg_port: int = field(
+        default=54329,
+        metadata=_meta("GISSERVER_PG_PORT", "TCP port of the embedded PostgreSQL cluster (loopback only).", int),
+    )
+    embedded_pg_database: str = field(
+        default="gisserver",
+        metadata=_meta("GISSERVER_PG_DATABASE", "Database name used in the embedded cluster."),
+    )
+    secret_key: str = field(
+        default="dev-only-change-me",
+        metadata=_meta("GISSERVER_SECRET_KEY", "Flask secret key for session cookies. Set it in production."),
+    )
+    max_upload_mb: int = field(
+        default=512,
+        metadata=_meta("GISSERVER_MAX_UPLOAD_MB", "Largest accepted upload, in MiB; larger requests get 413.", int),
+    )
+    db_pool_size: int = field(
+        default=8,
+        metadata=_meta("GISSERVER_DB_POOL_SIZE", "Connections kept open per worker process.", int),
+    )
+    default_page_limit: int = field(
+        default=100,
+        metadata=_meta("GISSERVER_PAGE_LIMIT", "Default number of features per page.", int),
+    )
+    max_page_limit: int = field(
+        default=10000,
+        metadata=_meta("GISSERVER_MAX_PAGE_LIMIT", "Largest page size a client may request.", int),
+    )
+    public_url: str | None = field(
+        default=None,
+        metadata=_meta(
+            "GISSERVER_PUBLIC_URL",
+            "External base URL used in links (e.g. https://gis.example.vn). Unset: taken from the request.",
+        ),
+    )
+    token_cache_seconds: int = field(
+        default=60,
+        metadata=_meta(
+            "GISSERVER_TOKEN_CACHE_SECONDS",
+            "How long a verified API token is trusted in-process before it is re-checked in the database.",
+            int,
+        ),
+    )
+
+    @classmethod
+    def from_env(cls, environ=None, **overrides) -> Settings:
+        environ = os.environ if environ is None else environ
+        values = {}
+        for f in fields(cls):
+            env = f.metadata["env"]
+            if env in environ and environ[env] != "":
+                try:
+                    values[f.name] = f.metadata["parse"](environ[env])
+                except ValueError as exc:
+                    raise ConfigurationError(f"{env}: {exc}") from exc
+        values.update({k: v for k, v in overrides.items()})
+        return cls(**values)
+
+    @property
+    def pg_dir(self) -> Path:
+        return Path(self.var_dir) / "pg"
+
+    @property
+    def raster_dir(self) -> Path:
+        return Path(self.var_dir) / "rasters"
+
+    @property
+    def upload_dir(self) -> Path:
+        return Path(self.var_dir) / "uploads"
+
+
+def documented_keys() -> list[tuple[str, str, str]]:
+    """(environment variable, default, description) for every setting."""
+    rows = []
+    for f in fields(Settings):
+        default = f.default
+        if isinstance(default, Path):
+            default = "var/" if f.name == "var_dir" else str(default)
+        rows.append((f.metadata["env"], "" if default is None else str(default), f.metadata["doc"]))
+    return rows
