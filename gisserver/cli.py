@@ -1,0 +1,187 @@
+"""The ``gisserver`` command line: database, migrations, demo data, users, serving.
+
+Command groups of the domain areas live in their own modules (listed in COMMAND_MODULES) and
+are attached here, so this file stays small.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import click
+
+from gisserver.config import Settings
+from gisserver.errors import GISError
+
+
+def _settings() -> Settings:
+    return Settings.from_env()
+
+
+def _engine(start_embedded: bool = True):
+    from gisserver.db import make_engine, resolve_database_url
+
+    settings = _settings()
+    return make_engine(resolve_database_url(settings, start_embedded=start_embedded), pool_size=2)
+
+
+class GISGroup(click.Group):
+    """Turns the project's errors into a clear message and exit status 2, not a traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except GISError as exc:
+            click.echo(f"error: {exc.message}", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=GISGroup)
+def main():
+    """HCMC GIS urban-management server."""
+
+
+# --- database ---------------------------------------------------------------------------------
+@main.group(cls=GISGroup)
+def db():
+    """Embedded PostgreSQL/PostGIS cluster and migrations."""
+
+
+def _cluster():
+    from gisserver.pgcluster import cluster_from_settings
+
+    settings = _settings()
+    if settings.database_url:
+        raise click.UsageError("DATABASE_URL is set: the embedded cluster is not used")
+    return cluster_from_settings(settings)
+
+
+@db.command("start")
+def db_start():
+    """Initialise (first time) and start the embedded cluster."""
+    cluster = _cluster()
+    started = cluster.start()
+    url = cluster.ensure_database()
+    click.echo(("started" if started else "already running") + f": {url}")
+
+
+@db.command("stop")
+def db_stop():
+    """Stop the embedded cluster."""
+    click.echo("stopped" if _cluster().stop() else "not running")
+
+
+@db.command("status")
+def db_status():
+    """Show the embedded cluster's state."""
+    click.echo(json.dumps(_cluster().status(), indent=2))
+
+
+@db.command("upgrade")
+@click.argument("revision", default="heads")
+def db_upgrade(revision):
+    """Apply migrations (default: to head) and register the canonical layers."""
+    from gisserver import migrate
+    from layers.catalogue import sync_canonical_layers
+
+    engine = _engine()
+    migrate.upgrade(engine, revision)
+    with engine.begin() as conn:
+        sync_canonical_layers(conn)
+    click.echo(f"database at revision {', '.join(migrate.current(engine))}")
+
+
+@db.command("downgrade")
+@click.argument("revision")
+def db_downgrade(revision):
+    """Revert migrations to REVISION (``base`` drops everything)."""
+    from gisserver import migrate
+
+    engine = _engine()
+    migrate.downgrade(engine, revision)
+    click.echo(f"database at revision {', '.join(migrate.current(engine)) or 'base'}")
+
+
+# --- users ---------------------------------------------------------------------------------------
+@main.group(cls=GISGroup)
+def users():
+    """Users and API tokens."""
+
+
+@users.command("create")
+@click.argument("username")
+@click.option("--role", type=click.Choice(["public", "officer", "planner", "admin"]), required=True)
+@click.option("--password", help="login password for the web page (prompted when omitted)",
+              default=None)
+@click.option("--no-password", is_flag=True, help="token-only account")
+def users_create(username, role, password, no_password):
+    """Create a user."""
+    from gisserver.audit import record
+    from gisserver.security import create_user
+
+    if password is None and not no_password:
+        password = click.prompt("password", hide_input=True, confirmation_prompt=True)
+    with _engine().begin() as conn:
+        user_id = create_user(conn, username, role, password=password)
+        record(conn, actor=os.environ.get("USER", "cli"), action="user.create", target_type="user",
+               target_id=user_id, after={"username": username, "role": role})
+    click.echo(f"user {username} ({role}) created")
+
+
+@users.command("token")
+@click.argument("username")
+@click.option("--name", default="cli", help="what the token is for")
+def users_token(username, name):
+    """Create an API token for USERNAME and print it (shown once; stored hashed)."""
+    from sqlalchemy import select
+
+    from gisserver import schema
+    from gisserver.audit import record
+    from gisserver.security import create_token
+
+    with _engine().begin() as conn:
+        user_id = conn.execute(
+            select(schema.app_user.c.id).where(schema.app_user.c.username == username)
+        ).scalar()
+        if user_id is None:
+            raise click.UsageError(f"no user {username!r}")
+        token = create_token(conn, user_id, name)
+        record(conn, actor=os.environ.get("USER", "cli"), action="token.create", target_type="user",
+               target_id=user_id, after={"token_id": token.split("_")[1], "name": name})
+    click.echo(token)
+
+
+# --- serving -------------------------------------------------------------------------------------
+@main.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--workers", default=2, show_default=True, type=int)
+@click.option("--dev", is_flag=True, help="Flask's development server (auto-reload), not gunicorn")
+def serve(host, port, workers, dev):
+    """Serve the application (gunicorn; --dev for Flask's development server)."""
+    if dev:
+        from gisserver import create_app
+
+        create_app().run(host=host, port=port, debug=True)
+        return
+    os.execvp(
+        sys.executable,
+        [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--bind", f"{host}:{port}",
+         "--access-logfile", "-", "app:app"],
+    )
+
+
+# modules that add command groups of their own to ``main``
+COMMAND_MODULES: list[str] = []
+
+
+def _attach_command_modules() -> None:
+    import importlib
+
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).register(main)
+
+
+_attach_command_modules()

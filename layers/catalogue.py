@@ -1,0 +1,191 @@
+"""The layer catalogue: which layers exist, where their data is, who may read them.
+
+Canonical layers are the typed tables of ``gisserver.schema``; generic layers are tables in the
+``layerdata`` schema created by ingest. Table identifiers only ever come from this catalogue.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass, field
+
+from sqlalchemy import MetaData, Table, func, insert, select, text, update
+from sqlalchemy.engine import Connection
+
+from gisserver import schema
+from gisserver.crs import CITY_SRID
+from gisserver.errors import InvalidInput, NotFound
+from gisserver.security import Principal, can_read
+
+LAYER_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+# columns that are storage details, not feature properties
+HIDDEN_COLUMNS = frozenset({"geom", "geom_3857", "attributes"})
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    id: int
+    name: str
+    title: str
+    title_vi: str | None
+    description: str
+    kind: str
+    table_schema: str
+    table_name: str
+    geometry_type: str
+    srid: int
+    access_level: str
+    owner_agency_id: int | None
+    data_version: int
+    feature_count: int
+    properties: list = field(default_factory=list)
+    style: dict | None = None
+
+    def readable_by(self, principal: Principal) -> bool:
+        return can_read(principal, self.access_level, self.owner_agency_id)
+
+
+def validate_layer_name(name: str) -> str:
+    if not isinstance(name, str) or not LAYER_NAME_RE.match(name):
+        raise InvalidInput(
+            f"invalid layer name {name!r}: use lower-case letters, digits and _ (start with a letter, "
+            "at most 63 characters)"
+        )
+    return name
+
+
+def sync_canonical_layers(conn: Connection) -> None:
+    """Make sure every canonical table has its catalogue row (idempotent)."""
+    existing = set(conn.execute(select(schema.layer.c.name)).scalars())
+    for name, (table, gtype, title, title_vi, access) in schema.CANONICAL_LAYERS.items():
+        if name in existing:
+            continue
+        props = [
+            {"name": c.name, "type": _json_type(c.type)}
+            for c in table.columns
+            if c.name not in HIDDEN_COLUMNS
+        ]
+        conn.execute(
+            insert(schema.layer).values(
+                name=name, title=title, title_vi=title_vi, kind="canonical", table_schema="public",
+                table_name=table.name, geometry_type=gtype, srid=CITY_SRID, access_level=access,
+                properties=props,
+            )
+        )
+
+
+def _json_type(sqltype) -> str:
+    try:
+        python = sqltype.python_type
+    except NotImplementedError:
+        python = None
+    if python is int:
+        return "integer"
+    if python is float:
+        return "number"
+    if python is bool:
+        return "boolean"
+    return "string"
+
+
+def _row_to_info(row) -> LayerInfo:
+    return LayerInfo(
+        id=row["id"], name=row["name"], title=row["title"], title_vi=row["title_vi"],
+        description=row["description"], kind=row["kind"], table_schema=row["table_schema"],
+        table_name=row["table_name"], geometry_type=row["geometry_type"], srid=row["srid"],
+        access_level=row["access_level"], owner_agency_id=row["owner_agency_id"],
+        data_version=row["data_version"], feature_count=row["feature_count"],
+        properties=list(row["properties"] or []), style=row["style"],
+    )
+
+
+def list_layers(conn: Connection, principal: Principal | None = None) -> list[LayerInfo]:
+    rows = conn.execute(select(schema.layer).order_by(schema.layer.c.id)).mappings()
+    infos = [_row_to_info(r) for r in rows]
+    if principal is not None:
+        infos = [i for i in infos if i.readable_by(principal)]
+    return infos
+
+
+def get_layer(conn: Connection, name: str, principal: Principal | None = None) -> LayerInfo:
+    """The layer, or NotFound. A layer the principal may not read is reported as not found."""
+    row = conn.execute(select(schema.layer).where(schema.layer.c.name == name)).mappings().first()
+    if row is None:
+        raise NotFound(f"no layer named {name!r}")
+    info = _row_to_info(row)
+    if principal is not None and not info.readable_by(principal):
+        raise NotFound(f"no layer named {name!r}")
+    return info
+
+
+_reflected: dict[tuple[str, str, int], Table] = {}
+_reflect_lock = threading.Lock()
+
+
+def layer_table(conn: Connection, info: LayerInfo) -> Table:
+    """SQLAlchemy Table for a layer (canonical from the schema, generic reflected and cached)."""
+    if info.kind == "canonical":
+        return schema.metadata.tables[info.table_name]
+    key = (info.table_schema, info.table_name, info.data_version)
+    with _reflect_lock:
+        cached = _reflected.get(key)
+    if cached is not None:
+        return cached
+    md = MetaData()
+    table = Table(info.table_name, md, schema=info.table_schema, autoload_with=conn)
+    with _reflect_lock:
+        _reflected[key] = table
+    return table
+
+
+def property_columns(table: Table) -> list:
+    return [c for c in table.columns if c.name not in HIDDEN_COLUMNS]
+
+
+def bump_version(conn: Connection, name: str) -> int:
+    """Record that a layer's data changed: new data version, feature count and extent."""
+    info = get_layer(conn, name)
+    table = layer_table(conn, info)
+    stats = conn.execute(
+        select(
+            func.count(),
+            func.ST_Transform(func.ST_SetSRID(func.ST_Extent(table.c.geom), info.srid), 4326),
+        )
+    ).one()
+    extent = stats[1]
+    return conn.execute(
+        update(schema.layer)
+        .where(schema.layer.c.name == name)
+        .values(
+            data_version=schema.layer.c.data_version + 1,
+            feature_count=stats[0],
+            extent=func.ST_Envelope(extent) if extent is not None else None,
+            updated_at=func.now(),
+        )
+        .returning(schema.layer.c.data_version)
+    ).scalar_one()
+
+
+def extent_wgs84(conn: Connection, name: str) -> tuple[float, float, float, float] | None:
+    row = conn.execute(
+        select(
+            func.ST_XMin(schema.layer.c.extent), func.ST_YMin(schema.layer.c.extent),
+            func.ST_XMax(schema.layer.c.extent), func.ST_YMax(schema.layer.c.extent),
+        ).where(schema.layer.c.name == name)
+    ).first()
+    if row is None or row[0] is None:
+        return None
+    return tuple(float(v) for v in row)
+
+
+def set_access_level(conn: Connection, name: str, access_level: str) -> None:
+    if access_level not in schema.ACCESS_LEVELS:
+        raise InvalidInput(f"access level must be one of {', '.join(schema.ACCESS_LEVELS)}")
+    conn.execute(update(schema.layer).where(schema.layer.c.name == name).values(access_level=access_level))
+
+
+def analyze(conn: Connection, info: LayerInfo) -> None:
+    """Refresh planner statistics after a bulk load (identifiers from the catalogue, quoted)."""
+    preparer = conn.dialect.identifier_preparer
+    conn.execute(text("ANALYZE " + preparer.quote_schema(info.table_schema) + "." + preparer.quote(info.table_name)))
