@@ -20,4 +20,6 @@ def register_blueprints(app: Flask) -> None:
 
 
 # blueprints of the other areas, registered in this order
-OPTIONAL_BLUEPRINTS: list[str] = []
+OPTIONAL_BLUEPRINTS: list[str] = [
+    "gisserver.api.maps",
+]
