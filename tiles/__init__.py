@@ -1,0 +1,1 @@
+"""Map serving: vector tiles, raster tiles, WMS, WMTS, styles and the tile cache (no Flask)."""

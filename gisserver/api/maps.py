@@ -1,0 +1,81 @@
+"""Map-serving endpoints: vector and raster tiles, TileJSON, styles, legends, WMS and WMTS.
+
+Each view parses its parameters, calls one function of ``tiles/`` and serialises the result.
+REST endpoints answer errors as problem+json; WMS/WMTS answer ServiceExceptionReports (the
+services themselves catch the project's errors and render them in the requested version).
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app, request
+
+from gisserver.api import services
+from gisserver.params import parse_int
+from gisserver.web_auth import principal
+from tiles.cache import CachedTile, TileCache
+
+bp = Blueprint("maps", __name__)
+
+#: seconds clients and proxies may reuse a tile before revalidating it with its ETag
+TILE_MAX_AGE = 60
+
+
+def tile_cache() -> TileCache:
+    ext = current_app.extensions
+    cache = ext.get("gisserver.tiles_cache")
+    if cache is None:
+        cache = ext["gisserver.tiles_cache"] = TileCache(services().settings.var_dir / "tiles")
+    return cache
+
+
+def _base_url() -> str:
+    return (services().settings.public_url or request.host_url).rstrip("/")
+
+
+def _zxy(z: str, x: str, y: str) -> tuple[int, int, int]:
+    return (parse_int("z", z, minimum=0), parse_int("x", x, minimum=0), parse_int("y", y, minimum=0))
+
+
+def tile_response(tile: CachedTile, mimetype: str, public: bool) -> Response:
+    resp = Response(tile.data, mimetype=mimetype)
+    resp.set_etag(tile.etag)
+    resp.headers["Cache-Control"] = f"{'public' if public else 'private'}, max-age={TILE_MAX_AGE}"
+    resp.headers["X-Tile-Cache"] = "hit" if tile.hit else "miss"
+    if not public:
+        resp.vary.add("Authorization")
+        resp.vary.add("Cookie")
+    return resp.make_conditional(request)
+
+
+# --- vector tiles ----------------------------------------------------------------------------
+
+@bp.get("/tiles/<layer>/<z>/<x>/<y>.mvt")
+@bp.get("/tiles/<layer>/<z>/<x>/<y>.pbf")
+def vector_tile(layer: str, z: str, x: str, y: str):
+    from tiles import mvt
+
+    z_, x_, y_ = _zxy(z, x, y)
+    with services().engine.connect() as conn:
+        info, tile = mvt.layer_tile(conn, tile_cache(), layer, principal(), z_, x_, y_)
+    return tile_response(tile, mvt.MEDIA_TYPE, info.access_level == "public")
+
+
+@bp.get("/tiles/<layer>.json")
+def tilejson(layer: str):
+    from tiles import mvt
+
+    url = f"{_base_url()}/tiles/{layer}/{{z}}/{{x}}/{{y}}.mvt"
+    with services().engine.connect() as conn:
+        return mvt.tilejson(conn, layer, principal(), url)
+
+
+@bp.get("/styles/<layer>.json")
+def maplibre_style(layer: str):
+    from layers.catalogue import get_layer
+    from tiles import styles
+
+    with services().engine.connect() as conn:
+        info = get_layer(conn, layer, principal())
+    return styles.maplibre_style(info.name, info.geometry_type, f"{_base_url()}/tiles/{info.name}.json",
+                                 info.title, request.args.get("style") or None,
+                                 glyphs_url=request.args.get("glyphs") or None)

@@ -1,0 +1,176 @@
+"""Vector tiles (Mapbox Vector Tiles) from PostGIS ``ST_AsMVT`` and their TileJSON.
+
+Tiles are cut from the indexed ``geom_3857`` column: the filter is ``geom_3857 && tile envelope``
+(the envelope comes from ``ST_TileEnvelope`` with a margin for the tile buffer), so the GiST index
+is used and the geometry column is never transformed. Below zoom 16 geometries are simplified to
+the tile's grid unit first; each zoom has a feature cap; each layer exposes a chosen set of
+attributes (never owners' names), and some layers start at a minimum zoom.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Table, func, select
+from sqlalchemy.engine import Connection
+
+from gisserver.security import Principal
+from layers.catalogue import LayerInfo, extent_wgs84, get_layer, layer_table, property_columns
+from tiles import tms
+from tiles.cache import CachedTile, TileCache
+
+EXTENT = 4096
+BUFFER = 64
+MAXZOOM = 22
+WORLD = 20037508.342789244
+MEDIA_TYPE = "application/vnd.mapbox-vector-tile"
+
+#: attributes each canonical layer puts in its tiles (others are kept out of the public map)
+MVT_ATTRIBUTES: dict[str, tuple[str, ...]] = {
+    "parcels": ("ward_code", "sheet_no", "parcel_no", "area", "land_use"),
+    "buildings": ("floors", "height", "source"),
+    "roads": ("name", "road_class", "row_width"),
+    "red_lines": ("decision",),
+    "drainage": ("kind", "diameter_mm", "material"),
+    "water_supply": ("diameter_mm", "material"),
+    "power_lines": ("name", "voltage_kv", "placement"),
+    "telecom": ("kind", "operator"),
+    "trees": ("species", "height"),
+    "parks": ("name", "kind"),
+    "water_bodies": ("name", "kind"),
+    "underground_works": ("name", "kind"),
+    "zoning": ("zone_code", "name", "land_use", "max_floors", "max_height"),
+}
+#: layers too dense for small scales start at these zooms (empty tiles below)
+MIN_ZOOM: dict[str, int] = {"parcels": 12, "buildings": 12, "trees": 14}
+#: columns never exported from generic layers
+PRIVATE_COLUMNS = frozenset({"owner_name", "password_hash"})
+
+
+def feature_cap(z: int) -> int:
+    """Most features in one tile at zoom ``z``."""
+    if z < 10:
+        return 5_000
+    if z < 14:
+        return 20_000
+    return 100_000
+
+
+def simplify_tolerance(z: int) -> float | None:
+    """Simplification tolerance (m) at zoom ``z``: one tile grid unit, none at high zoom."""
+    if z >= 16:
+        return None
+    return 2 * WORLD / (2**z) / EXTENT
+
+
+def tile_columns(info: LayerInfo, table: Table) -> list:
+    wanted = MVT_ATTRIBUTES.get(info.name)
+    props = property_columns(table)
+    if wanted is None:
+        return [c for c in props if c.name not in PRIVATE_COLUMNS and not c.primary_key]
+    return [table.c[name] for name in wanted if name in table.c]
+
+
+def _feature_id_column(table: Table):
+    col = table.c.get("id")
+    if col is not None and col.type.python_type is int:
+        return col
+    return None
+
+
+def current_filter(table: Table):
+    """Current features only (history rows of versioned layers are not drawn)."""
+    if "end_lifespan" in table.c:
+        return [table.c.end_lifespan.is_(None)]
+    return []
+
+
+def mvt_query(info: LayerInfo, table: Table, z: int, x: int, y: int):
+    """The ``SELECT ST_AsMVT(...)`` statement for one tile (bound parameters only)."""
+    world = func.ST_MakeEnvelope(-WORLD, -WORLD, WORLD, WORLD, 3857)
+    envelope = func.ST_TileEnvelope(z, x, y)
+    search = func.ST_TileEnvelope(z, x, y, world, BUFFER / EXTENT)
+    geom = table.c.geom_3857
+    tolerance = simplify_tolerance(z)
+    if tolerance and "point" not in info.geometry_type.lower():
+        geom = func.ST_Simplify(geom, tolerance, True)
+    fid = _feature_id_column(table)
+    columns = tile_columns(info, table)
+    if fid is not None and fid not in columns:
+        columns = [fid, *columns]
+    inner = (
+        select(*columns, func.ST_AsMVTGeom(geom, envelope, EXTENT, BUFFER, True).label("mvtgeom"))
+        .where(table.c.geom_3857.op("&&")(search), *current_filter(table))
+        .limit(feature_cap(z))
+        .subquery("q")
+    )
+    args = [inner.table_valued(), info.name, EXTENT, "mvtgeom"]
+    if fid is not None:
+        args.append(fid.name)
+    return select(func.coalesce(func.ST_AsMVT(*args), b"")).where(inner.c.mvtgeom.isnot(None))
+
+
+def build_tile(conn: Connection, info: LayerInfo, z: int, x: int, y: int) -> bytes:
+    """The MVT bytes of one tile (no cache)."""
+    if z < MIN_ZOOM.get(info.name, 0):
+        return b""
+    table = layer_table(conn, info)
+    data = conn.execute(mvt_query(info, table, z, x, y)).scalar()
+    return bytes(data) if data is not None else b""
+
+
+def layer_tile(conn: Connection, cache: TileCache | None, name: str, principal: Principal | None,
+               z: int, x: int, y: int) -> tuple[LayerInfo, CachedTile]:
+    """One vector tile of a layer the principal may read (unreadable = NotFound), via the cache."""
+    tms.check_tile(z, x, y, maxzoom=MAXZOOM)
+    info = get_layer(conn, name, principal)
+    if cache is None:
+        data = build_tile(conn, info, z, x, y)
+        from tiles.cache import content_digest
+
+        return info, CachedTile(data, info.data_version, content_digest(data).hex(), hit=False)
+    bounds = tms.web_mercator().bounds(x, y, z)
+    tile = cache.get_or_build(
+        f"mvt/{info.name}", (info.name,), info.data_version, z, x, y, "mvt",
+        (bounds.left, bounds.bottom, bounds.right, bounds.top),
+        lambda: build_tile(conn, info, z, x, y),
+    )
+    return info, tile
+
+
+def _field_type(col) -> str:
+    try:
+        python = col.type.python_type
+    except NotImplementedError:
+        return "String"
+    if python in (int, float):
+        return "Number"
+    if python is bool:
+        return "Boolean"
+    return "String"
+
+
+def tilejson(conn: Connection, name: str, principal: Principal | None, tiles_url: str) -> dict:
+    """TileJSON 3.0.0 for a layer's vector tiles."""
+    info = get_layer(conn, name, principal)
+    table = layer_table(conn, info)
+    extent = extent_wgs84(conn, info.name)
+    doc = {
+        "tilejson": "3.0.0",
+        "name": info.name,
+        "description": info.title,
+        "version": f"1.0.{info.data_version}",
+        "scheme": "xyz",
+        "tiles": [tiles_url],
+        "minzoom": MIN_ZOOM.get(info.name, 0),
+        "maxzoom": MAXZOOM,
+        "vector_layers": [{
+            "id": info.name,
+            "description": info.title,
+            "minzoom": MIN_ZOOM.get(info.name, 0),
+            "maxzoom": MAXZOOM,
+            "fields": {c.name: _field_type(c) for c in tile_columns(info, table)},
+        }],
+    }
+    if extent:
+        doc["bounds"] = list(extent)
+        doc["center"] = [(extent[0] + extent[2]) / 2, (extent[1] + extent[3]) / 2, 14]
+    return doc
