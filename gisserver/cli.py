@@ -153,6 +153,35 @@ def users_token(username, name):
     click.echo(token)
 
 
+# --- demo data -----------------------------------------------------------------------------------
+@main.group(cls=GISGroup)
+def demo():
+    """The generated demo neighbourhood (Quận 8)."""
+
+
+@demo.command("load")
+@click.option("--seed", default=2026, show_default=True, type=int)
+@click.option("--if-empty", is_flag=True, help="only when the parcel table is empty (keeps edits)")
+def demo_load(seed, if_empty):
+    """Generate the demo neighbourhood and load it (replaces the canonical layers' content)."""
+    from sqlalchemy import func, select
+
+    from gisserver import schema
+    from layers import demo as demo_data
+    from layers.catalogue import sync_canonical_layers
+
+    engine = _engine()
+    with engine.begin() as conn:
+        sync_canonical_layers(conn)
+        existing = conn.execute(select(func.count()).select_from(schema.parcel)).scalar()
+    if if_empty and existing:
+        click.echo(f"demo data not loaded: {existing} parcels already present")
+        return
+    data = demo_data.generate(seed=seed)
+    counts = demo_data.load(engine, data, actor=os.environ.get("USER", "cli"))
+    click.echo("demo data loaded: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+
+
 # --- serving -------------------------------------------------------------------------------------
 @main.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
