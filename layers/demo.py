@@ -387,7 +387,7 @@ def load(engine, data: DemoData, actor: str = "demo-loader") -> dict[str, int]:
                 insert(table).returning(table.c.id, sort_by_parameter_order=True), rows
             )
             ids[table_name] = [r[0] for r in result]
-        for table_name, layer_name in DEMO_LAYERS.items():
+        for layer_name in DEMO_LAYERS.values():
             bump_version(conn, layer_name)
         counts = data.count()
         audit.record(conn, actor=actor, action="demo.load", target_type="dataset", target_id="demo",
