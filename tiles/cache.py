@@ -110,7 +110,8 @@ class TileCache:
             if cached.version == version:
                 return cached
             if cached.version < version and self._unaffected(layers, cached.version, version, lonlat_bounds):
-                return self.write(namespace, z, x, y, ext, version, cached.data, bytes.fromhex(cached.digest))
+                self.write(namespace, z, x, y, ext, version, cached.data, bytes.fromhex(cached.digest))
+                return CachedTile(cached.data, version, cached.digest, hit=True)
         data = build()
         return self.write(namespace, z, x, y, ext, version, data)
 

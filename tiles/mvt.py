@@ -129,11 +129,16 @@ def layer_tile(conn: Connection, cache: TileCache | None, name: str, principal: 
         return info, CachedTile(data, info.data_version, content_digest(data).hex(), hit=False)
     bounds = tms.web_mercator().bounds(x, y, z)
     tile = cache.get_or_build(
-        f"mvt/{info.name}", (info.name,), info.data_version, z, x, y, "mvt",
+        cache_namespace("mvt", info), (info.name,), info.data_version, z, x, y, "mvt",
         (bounds.left, bounds.bottom, bounds.right, bounds.top),
         lambda: build_tile(conn, info, z, x, y),
     )
     return info, tile
+
+
+def cache_namespace(service: str, info: LayerInfo, *parts: str) -> str:
+    """Cache folder of a layer; the catalogue id keeps a re-created layer from reusing old tiles."""
+    return "/".join((service, f"{info.name}.{info.id}", *parts))
 
 
 def _field_type(col) -> str:
