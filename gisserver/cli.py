@@ -153,6 +153,30 @@ def users_token(username, name):
     click.echo(token)
 
 
+# --- configuration ---------------------------------------------------------------------------------
+@main.group(cls=GISGroup)
+def config():
+    """Configuration keys."""
+
+
+@config.command("docs")
+def config_docs():
+    """Print docs/configuration.md (every setting with its default and meaning)."""
+    from gisserver.config import configuration_markdown
+
+    click.echo(configuration_markdown(), nl=False)
+
+
+@config.command("show")
+def config_show():
+    """Print the effective settings (secrets hidden)."""
+    settings = _settings()
+    for key, value in vars(settings).items():
+        if key in ("secret_key",) or (key == "database_url" and value):
+            value = "(set)"
+        click.echo(f"{key} = {value}")
+
+
 # --- demo data -----------------------------------------------------------------------------------
 @main.group(cls=GISGroup)
 def demo():

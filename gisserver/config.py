@@ -122,3 +122,20 @@ def documented_keys() -> list[tuple[str, str, str]]:
             default = "var/" if f.name == "var_dir" else str(default)
         rows.append((f.metadata["env"], "" if default is None else str(default), f.metadata["doc"]))
     return rows
+
+
+def configuration_markdown() -> str:
+    """docs/configuration.md, generated from the Settings table (a test keeps them equal)."""
+    lines = [
+        "# Configuration",
+        "",
+        "Every setting is an environment variable; unset ones take the default. This page is",
+        "generated from `gisserver/config.py` by `gisserver config docs > docs/configuration.md`.",
+        "",
+        "| Variable | Default | Meaning |",
+        "|---|---|---|",
+    ]
+    for env, default, doc in documented_keys():
+        shown = f"`{default}`" if default else "(unset)"
+        lines.append(f"| `{env}` | {shown} | {doc} |")
+    return "\n".join(lines) + "\n"

@@ -402,3 +402,17 @@ CANONICAL_LAYERS = {
     ),
     "zoning": (zoning_zone, "MultiPolygon", "Zoning zones", "Quy hoạch phân khu", "public"),
 }
+
+# Tables of the domain areas live beside their code, on this same metadata; importing them here
+# makes ``schema.metadata`` complete (Alembic's autogenerate compares against all of it).
+DOMAIN_TABLE_MODULES = ("licensing.tables",)
+
+
+def _import_domain_tables() -> None:
+    import importlib
+
+    for module_name in DOMAIN_TABLE_MODULES:
+        importlib.import_module(module_name)
+
+
+_import_domain_tables()

@@ -134,3 +134,19 @@ def test_session_login(client, clean_db, make_user):
 def test_unknown_route_is_problem_json(client):
     resp = client.get("/no/such/thing")
     assert resp.status_code == 404 and resp.content_type == "application/problem+json"
+
+
+def test_configuration_doc_lists_every_key():
+    from gisserver.config import PROJECT_ROOT, configuration_markdown
+
+    doc = (PROJECT_ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
+    assert doc == configuration_markdown(), "regenerate: gisserver config docs > docs/configuration.md"
+
+
+def test_settings_from_env_parse_errors():
+    from gisserver.config import Settings
+    from gisserver.errors import ConfigurationError
+
+    assert Settings.from_env({"GISSERVER_MAX_UPLOAD_MB": "3"}).max_upload_mb == 3
+    with pytest.raises(ConfigurationError, match="GISSERVER_MAX_UPLOAD_MB"):
+        Settings.from_env({"GISSERVER_MAX_UPLOAD_MB": "lots"})
