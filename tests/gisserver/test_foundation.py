@@ -32,7 +32,8 @@ def test_migrations_round_trip(db_engine):
     assert migrate.current(db_engine) == []
     with db_engine.connect() as conn:
         assert conn.execute(text("SELECT to_regclass('public.parcel')")).scalar() is None
-        assert conn.execute(text("SELECT count(*) FROM spatial_ref_sys WHERE srid = :s"), {"s": CITY_SRID}).scalar() == 0
+        srids = text("SELECT count(*) FROM spatial_ref_sys WHERE srid = :s")
+        assert conn.execute(srids, {"s": CITY_SRID}).scalar() == 0
     migrate.upgrade(db_engine)
     assert _diff(db_engine) == []
 
