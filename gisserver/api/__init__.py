@@ -22,4 +22,7 @@ def register_blueprints(app: Flask) -> None:
 # blueprints of the other areas, registered in this order
 OPTIONAL_BLUEPRINTS: list[str] = [
     "gisserver.api.maps",
+    "gisserver.openapi",
+    "gisserver.api.features",
+    "gisserver.api.query",
 ]

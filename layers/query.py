@@ -1,0 +1,623 @@
+"""Spatial queries on catalogue layers: plain arguments in, plain results out (no Flask).
+
+Every query works on the stored geometry in its storage CRS (the city CRS for canonical layers),
+so the GiST index on ``geom`` is used: query geometries are transformed to the storage CRS, never
+the other way round. Distances are metres in the city CRS. Output geometries are transformed to
+the requested CRS only for the rows returned.
+
+Identify is the hot path: its statement is compiled once per (layer, data version, output CRS)
+and carries its own catalogue check (data version and access level of the layer row, joined in
+the same statement), so a request costs one pooled connection and one round trip.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from functools import lru_cache
+
+from sqlalchemy import (
+    Boolean,
+    Date,
+    DateTime,
+    Float,
+    Integer,
+    LargeBinary,
+    Numeric,
+    String,
+    Table,
+    Text,
+    and_,
+    bindparam,
+    func,
+    or_,
+    select,
+    true,
+)
+from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import ColumnElement
+
+from gisserver import schema
+from gisserver.crs import CITY_SRID, crs_uri, is_crs84, pyproj_crs, resolve_srid
+from gisserver.errors import InvalidGeometry, InvalidParameter, NotFound
+from gisserver.security import Principal, can_read
+from layers import cql
+from layers.catalogue import LayerInfo, get_layer, layer_table, list_layers, property_columns
+
+CRS84_URI = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
+MAX_IDENTIFY_TOLERANCE = 1000.0
+MAX_DISTANCE = 50_000.0
+MAX_NEAREST = 1000
+
+
+# --- coordinate reference systems ----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class CRSRef:
+    """A CRS as clients name it: storage SRID plus the axis order its definition demands."""
+
+    srid: int
+    latlon: bool = False  # northing first (EPSG:4326 as opposed to CRS84)
+
+    @property
+    def uri(self) -> str:
+        return CRS84_URI if self.srid == 4326 and not self.latlon else crs_uri(self.srid)
+
+    @property
+    def geographic(self) -> bool:
+        return _is_geographic(self.srid)
+
+    @property
+    def decimals(self) -> int:
+        # ~1 mm either way: 8 decimals of a degree, 4 of a metre
+        return 8 if self.geographic else 4
+
+
+CRS84 = CRSRef(4326)
+CITY = CRSRef(CITY_SRID)
+
+
+def crs_ref(value: str | int | None, default: CRSRef = CRS84) -> CRSRef:
+    """Parse a CRS name (EPSG code, URI, CURIE, CRS84); raises UnknownCRS."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return default
+    if isinstance(value, str) and is_crs84(value):
+        return CRS84
+    srid = resolve_srid(value)
+    return CRSRef(srid, _northing_first(srid))
+
+
+@lru_cache(maxsize=128)
+def _northing_first(srid: int) -> bool:
+    axes = pyproj_crs(srid).axis_info
+    return bool(axes) and axes[0].direction.lower() in ("north", "south")
+
+
+@lru_cache(maxsize=128)
+def _is_geographic(srid: int) -> bool:
+    return pyproj_crs(srid).is_geographic
+
+
+@dataclass(frozen=True)
+class Point:
+    x: float
+    y: float
+    crs: CRSRef = CRS84
+
+    def xy(self) -> tuple[float, float]:
+        """Easting/longitude first, whatever the CRS's axis order."""
+        return (self.y, self.x) if self.crs.latlon else (self.x, self.y)
+
+
+@dataclass(frozen=True)
+class Box:
+    minx: float
+    miny: float
+    maxx: float
+    maxy: float
+    crs: CRSRef = CRS84
+
+    def xy(self) -> tuple[float, float, float, float]:
+        if self.crs.latlon:
+            return self.miny, self.minx, self.maxy, self.maxx
+        return self.minx, self.miny, self.maxx, self.maxy
+
+
+# --- layers as query sources ---------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class LayerSource:
+    """A catalogue layer ready to be queried: table, geometry, id and property columns."""
+
+    info: LayerInfo
+    table: Table
+    geom: ColumnElement
+    id_column: ColumnElement
+    columns: dict = field(default_factory=dict)  # property name -> Column
+    begin: ColumnElement | None = None  # lifespan columns (versioned registers)
+    end: ColumnElement | None = None
+
+    @property
+    def srid(self) -> int:
+        return self.info.srid
+
+    def filter_context(self, crs: CRSRef = CRS84) -> cql.FilterContext:
+        return cql.FilterContext(self.columns, self.geom, self.srid, crs.srid, crs.latlon)
+
+
+_sources: dict[tuple, LayerSource] = {}
+_sources_lock = threading.Lock()
+
+
+def open_layer(conn: Connection, name: str, principal: Principal | None) -> LayerSource:
+    """The layer as a query source; NotFound when missing or not readable by ``principal``."""
+    info = get_layer(conn, name, principal)
+    return source_for(conn, info)
+
+
+def source_for(conn: Connection, info: LayerInfo) -> LayerSource:
+    key = (str(conn.engine.url), info.id, info.kind, info.table_schema, info.table_name, info.data_version)
+    with _sources_lock:
+        cached = _sources.get(key)
+    if cached is not None and cached.info == info:
+        return cached
+    table = layer_table(conn, info)
+    if "geom" not in table.c:
+        raise NotFound(f"layer {info.name!r} has no geometry column")
+    columns = {c.name: c for c in property_columns(table) if _queryable_type(c.type) is not None}
+    pk = list(table.primary_key.columns)
+    id_column = pk[0] if len(pk) == 1 else next(
+        (table.c[n] for n in ("id", "fid", "ogc_fid") if n in table.c), None
+    )
+    if id_column is None:
+        raise NotFound(f"layer {info.name!r} has no feature id column")
+    source = LayerSource(
+        info=info, table=table, geom=table.c.geom, id_column=id_column, columns=columns,
+        begin=table.c.get("begin_lifespan"), end=table.c.get("end_lifespan"),
+    )
+    with _sources_lock:
+        if len(_sources) > 1000:
+            _sources.clear()
+        _sources[key] = source
+    return source
+
+
+def _queryable_type(sqltype) -> str | None:
+    if isinstance(sqltype, Boolean):
+        return "boolean"
+    if isinstance(sqltype, Integer):
+        return "integer"
+    if isinstance(sqltype, Float | Numeric):
+        return "number"
+    if isinstance(sqltype, String | Text):
+        return "string"
+    if isinstance(sqltype, DateTime):
+        return "date-time"
+    if isinstance(sqltype, Date):
+        return "date"
+    return None
+
+
+def queryables(source: LayerSource) -> dict:
+    """JSON Schema of the properties a filter may use (OGC API Features Part 3)."""
+    props = {
+        "geometry": {
+            "title": "geometry",
+            "format": f"geometry-{source.info.geometry_type.lower()}",
+            "x-ogc-role": "primary-geometry",
+        }
+    }
+    for name, column in source.columns.items():
+        kind = _queryable_type(column.type)
+        schema_ = {"title": name}
+        if kind in ("date-time", "date"):
+            schema_.update(type="string", format=kind)
+        else:
+            schema_["type"] = kind
+        if column is source.id_column:
+            schema_["x-ogc-role"] = "id"
+        props[name] = schema_
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "type": "object",
+        "title": source.info.title,
+        "properties": props,
+        "additionalProperties": False,
+    }
+
+
+def readable_layers(conn: Connection, principal: Principal | None) -> list[tuple[LayerInfo, tuple | None]]:
+    """Layers the principal may read, each with its CRS84 extent (one query)."""
+    infos = list_layers(conn, principal)
+    extents = _extents(conn)
+    return [(info, extents.get(info.name)) for info in infos]
+
+
+def readable_layer(conn: Connection, name: str, principal: Principal | None) -> tuple[LayerInfo, tuple | None]:
+    info = get_layer(conn, name, principal)
+    return info, _extents(conn, name).get(name)
+
+
+def _extents(conn: Connection, name: str | None = None) -> dict[str, tuple]:
+    e = schema.layer.c.extent
+    stmt = select(schema.layer.c.name, func.ST_XMin(e), func.ST_YMin(e), func.ST_XMax(e), func.ST_YMax(e)).where(
+        e.is_not(None))
+    if name is not None:
+        stmt = stmt.where(schema.layer.c.name == bindparam(None, name, type_=Text()))
+    return {row[0]: tuple(float(v) for v in row[1:]) for row in conn.execute(stmt)}
+
+
+# --- geometry expressions ------------------------------------------------------------------------
+
+def _srid_param(srid: int):
+    return bindparam(None, srid, type_=Integer())
+
+
+def _to_storage(geom, srid: int, storage_srid: int):
+    if srid == storage_srid:
+        return geom
+    return func.ST_Transform(geom, _srid_param(storage_srid))
+
+
+def point_expr(point: Point, storage_srid: int):
+    x, y = point.xy()
+    made = func.ST_SetSRID(
+        func.ST_MakePoint(bindparam(None, x, type_=Float()), bindparam(None, y, type_=Float())),
+        _srid_param(point.crs.srid),
+    )
+    return _to_storage(made, point.crs.srid, storage_srid)
+
+
+def box_expr(box: Box, storage_srid: int):
+    minx, miny, maxx, maxy = box.xy()
+    if box.crs.srid == 4326 and minx > maxx:
+        raise InvalidParameter("bbox", "boxes crossing the antimeridian are not supported here")
+    env = func.ST_MakeEnvelope(*[bindparam(None, v, type_=Float()) for v in (minx, miny, maxx, maxy)],
+                               _srid_param(box.crs.srid))
+    if box.crs.srid != storage_srid:
+        # densify so the transformed envelope follows the curved edges closely
+        env = func.ST_Transform(func.ST_Segmentize(env, _segment_length(box)), _srid_param(storage_srid))
+    return env
+
+
+def _segment_length(box: Box) -> float:
+    minx, miny, maxx, maxy = box.xy()
+    return max(maxx - minx, maxy - miny, 1e-9) / 16
+
+
+def geojson_expr(geometry: dict, crs: CRSRef, storage_srid: int):
+    """A GeoJSON geometry (dict) as a storage-CRS SQL expression; bad input is InvalidGeometry."""
+    if not isinstance(geometry, dict):
+        raise InvalidGeometry("expected a GeoJSON geometry object")
+    if geometry.get("type") == "Feature":
+        geometry = geometry.get("geometry") or {}
+    if geometry.get("type") not in (
+        "Point", "MultiPoint", "LineString", "MultiLineString", "Polygon", "MultiPolygon", "GeometryCollection",
+    ):
+        raise InvalidGeometry("expected a GeoJSON geometry (Point, LineString, Polygon, Multi*, ...)")
+    try:
+        import shapely.geometry
+
+        shape = shapely.geometry.shape(geometry)
+    except Exception as exc:  # shapely raises several types for malformed coordinates
+        raise InvalidGeometry(f"malformed GeoJSON geometry: {exc}") from None
+    if shape.is_empty:
+        raise InvalidGeometry("the geometry is empty")
+    if crs.latlon:
+        import shapely.ops
+
+        shape = shapely.ops.transform(lambda x, y, *z: (y, x), shape)
+    geom = func.ST_GeomFromWKB(bindparam(None, shape.wkb, type_=LargeBinary()), _srid_param(crs.srid))
+    return _to_storage(geom, crs.srid, storage_srid)
+
+
+def output_geometry(source_geom, storage_srid: int, out: CRSRef):
+    geom = source_geom if out.srid == storage_srid else func.ST_Transform(source_geom, _srid_param(out.srid))
+    if out.latlon:
+        geom = func.ST_FlipCoordinates(geom)
+    return func.ST_AsGeoJSON(geom, bindparam(None, out.decimals, type_=Integer()), type_=Text())
+
+
+# --- searches ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Search:
+    """What to select from a layer. All fields optional; values already parsed and typed."""
+
+    bbox: Box | None = None
+    intersects: dict | None = None  # GeoJSON geometry
+    intersects_crs: CRSRef = CRS84
+    near: Point | None = None
+    distance: float | None = None  # metres from ``near`` (within-distance search)
+    filter: object | None = None  # pygeofilter AST (layers.cql.parse_filter)
+    filter_crs: CRSRef = CRS84
+    properties: tuple = ()  # ((name, raw string value), ...): equality filters
+    at: datetime | tuple | None = None  # instant or (start, end) for versioned layers
+    all_versions: bool = False
+    limit: int = 100
+    offset: int = 0
+    out: CRSRef = CRS84
+
+
+@dataclass
+class FeaturePage:
+    features: list
+    number_matched: int
+    number_returned: int
+    limit: int
+    offset: int
+    crs: CRSRef
+
+    @property
+    def has_next(self) -> bool:
+        return self.offset + self.number_returned < self.number_matched
+
+    @property
+    def has_prev(self) -> bool:
+        return self.offset > 0
+
+
+def where_clauses(source: LayerSource, search: Search) -> list[ColumnElement]:
+    clauses: list[ColumnElement] = []
+    if search.bbox is not None:
+        clauses.append(func.ST_Intersects(source.geom, box_expr(search.bbox, source.srid)))
+    if search.intersects is not None:
+        clauses.append(func.ST_Intersects(
+            source.geom, geojson_expr(search.intersects, search.intersects_crs, source.srid)))
+    if search.near is not None and search.distance is not None:
+        if not 0 <= search.distance <= MAX_DISTANCE:
+            raise InvalidParameter("distance", f"must be between 0 and {MAX_DISTANCE:g} metres")
+        clauses.append(func.ST_DWithin(source.geom, point_expr(search.near, source.srid), search.distance))
+    if search.filter is not None:
+        clauses.append(cql.to_sql(search.filter, source.filter_context(search.filter_crs)))
+    for name, raw in search.properties:
+        column = source.columns.get(name)
+        if column is None:
+            raise InvalidParameter(name, "not a property of this collection")
+        clauses.append(column == bindparam(None, parse_property_value(name, column, raw), type_=column.type))
+    clauses.extend(_lifespan_clauses(source, search))
+    return clauses
+
+
+def _lifespan_clauses(source: LayerSource, search: Search) -> list[ColumnElement]:
+    if source.end is None or source.begin is None or search.all_versions:
+        return []
+    if search.at is None:
+        return [source.end.is_(None)]
+    start, end = search.at if isinstance(search.at, tuple) else (search.at, search.at)
+    clauses = []
+    if end is not None:
+        clauses.append(source.begin <= bindparam(None, end, type_=DateTime(timezone=True)))
+    if start is not None:
+        clauses.append(or_(source.end.is_(None), source.end > bindparam(None, start, type_=DateTime(timezone=True))))
+    return clauses
+
+
+def parse_property_value(name: str, column, raw: str):
+    """A query-parameter string as a value of the column's type (400 when it is not one)."""
+    kind = _queryable_type(column.type)
+    try:
+        if kind == "integer":
+            return int(raw)
+        if kind == "number":
+            return float(raw)
+        if kind == "boolean":
+            if raw.lower() not in ("true", "false"):
+                raise ValueError(raw)
+            return raw.lower() == "true"
+        if kind == "date-time":
+            return datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        if kind == "date":
+            return date.fromisoformat(raw)
+    except ValueError:
+        raise InvalidParameter(name, f"{raw!r} is not a valid {kind}") from None
+    return raw
+
+
+def _feature_select(source: LayerSource, out: CRSRef, *extra):
+    return select(
+        source.id_column.label("__id"),
+        *source.columns.values(),
+        output_geometry(source.geom, source.srid, out).label("__geometry"),
+        *extra,
+    )
+
+
+def search_features(conn: Connection, source: LayerSource, search: Search) -> FeaturePage:
+    """Features of a layer matching ``search``, one page, with the total count."""
+    clauses = where_clauses(source, search)
+    where = and_(true(), *clauses)
+    matched = conn.execute(select(func.count()).select_from(source.table).where(where)).scalar_one()
+    stmt = _feature_select(source, search.out).where(where)
+    if search.near is not None:
+        near = point_expr(search.near, source.srid)
+        stmt = stmt.add_columns(func.ST_Distance(source.geom, near).label("__distance"))
+        stmt = stmt.order_by(source.geom.op("<->")(near), source.id_column)
+    else:
+        stmt = stmt.order_by(source.id_column)
+    stmt = stmt.limit(search.limit).offset(search.offset)
+    features = [feature_from_row(source, row) for row in conn.execute(stmt).mappings()]
+    return FeaturePage(features, matched, len(features), search.limit, search.offset, search.out)
+
+
+def nearest(conn: Connection, source: LayerSource, point: Point, k: int = 5,
+            max_distance: float | None = None, out: CRSRef = CRS84, flt=None) -> list[dict]:
+    """The ``k`` features nearest to ``point`` (KNN on the GiST index), with distances in metres."""
+    if not 1 <= k <= MAX_NEAREST:
+        raise InvalidParameter("k", f"must be between 1 and {MAX_NEAREST}")
+    search = Search(near=point, distance=max_distance, filter=flt, out=out)
+    near = point_expr(point, source.srid)
+    stmt = (
+        _feature_select(source, out, func.ST_Distance(source.geom, near).label("__distance"))
+        .where(and_(true(), *where_clauses(source, search)))
+        .order_by(source.geom.op("<->")(near))
+        .limit(k)
+    )
+    return [feature_from_row(source, row) for row in conn.execute(stmt).mappings()]
+
+
+def get_feature(conn: Connection, source: LayerSource, fid: str, out: CRSRef = CRS84) -> dict:
+    """One feature by id (any version of a versioned layer); NotFound otherwise."""
+    try:
+        value = parse_property_value("featureId", source.id_column, fid)
+    except InvalidParameter:
+        raise NotFound(f"no feature {fid!r} in {source.info.name!r}") from None
+    stmt = _feature_select(source, out).where(source.id_column == bindparam(None, value, type_=source.id_column.type))
+    row = conn.execute(stmt).mappings().first()
+    if row is None:
+        raise NotFound(f"no feature {fid!r} in {source.info.name!r}")
+    return feature_from_row(source, row)
+
+
+def parcel_lookup(conn: Connection, ward_code: str, sheet_no: int, parcel_no: int, principal: Principal | None,
+                  out: CRSRef = CRS84) -> dict:
+    """The current parcel numbered (ward, map sheet, parcel number); NotFound otherwise."""
+    source = open_layer(conn, "parcels", principal)
+    p = schema.parcel
+    stmt = _feature_select(source, out).where(
+        p.c.ward_code == bindparam(None, ward_code, type_=p.c.ward_code.type),
+        p.c.sheet_no == bindparam(None, sheet_no, type_=Integer()),
+        p.c.parcel_no == bindparam(None, parcel_no, type_=Integer()),
+        p.c.end_lifespan.is_(None),
+    )
+    row = conn.execute(stmt).mappings().first()
+    if row is None:
+        raise NotFound(f"no current parcel {parcel_no} on sheet {sheet_no} in ward {ward_code!r}")
+    return feature_from_row(source, row)
+
+
+def feature_from_row(source: LayerSource, row) -> dict:
+    props = {name: _json_value(row[name]) for name in source.columns}
+    if "__distance" in row:
+        props["distance_m"] = round(float(row["__distance"]), 3)
+    geometry = row["__geometry"]
+    return {
+        "type": "Feature",
+        "id": _json_value(row["__id"]),
+        "geometry": json.loads(geometry) if geometry is not None else None,
+        "properties": props,
+    }
+
+
+def _json_value(value):
+    if isinstance(value, datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(UTC)
+        return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return float(value)
+    return value
+
+
+# --- identify: the lean path ---------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _IdentifyPlan:
+    source: LayerSource
+    sql: str
+    defaults: dict  # values of the statement's constant parameters
+
+
+_plans: dict[tuple, _IdentifyPlan] = {}
+_plans_lock = threading.Lock()
+
+
+def identify_plan(conn: Connection, name: str, out: CRSRef = CRS84, *, refresh: bool = False) -> _IdentifyPlan:
+    """The compiled identify statement for a layer (cached per layer data version and output CRS)."""
+    key = (str(conn.engine.url), name, out)
+    if not refresh:
+        with _plans_lock:
+            plan = _plans.get(key)
+        if plan is not None:
+            return plan
+    source = source_for(conn, get_layer(conn, name))
+    plan = _compile_identify(conn, source, out)
+    with _plans_lock:
+        if len(_plans) > 1000:
+            _plans.clear()
+        _plans[key] = plan
+    return plan
+
+
+def _compile_identify(conn: Connection, source: LayerSource, out: CRSRef) -> _IdentifyPlan:
+    x, y = bindparam("x", type_=Float()), bindparam("y", type_=Float())
+    srid = bindparam("srid", type_=Integer())
+    pt = func.ST_Transform(func.ST_SetSRID(func.ST_MakePoint(x, y), srid), _srid_param(source.srid))
+    conditions = [func.ST_DWithin(source.geom, pt, bindparam("tolerance", type_=Float()))]
+    conditions.extend(_lifespan_clauses(source, Search()))
+    inner = (
+        _feature_select(source, out, func.ST_Distance(source.geom, pt).label("__distance"))
+        .where(*conditions)
+        .order_by(source.geom.op("<->")(pt))
+        .limit(bindparam("limit", type_=Integer()))
+        .lateral("f")
+    )
+    lay = schema.layer
+    stmt = (
+        select(lay.c.data_version.label("__layer_version"), lay.c.access_level.label("__layer_access"),
+               lay.c.owner_agency_id.label("__layer_owner"), lay.c.table_name.label("__layer_table"),
+               *inner.c)
+        .select_from(lay.outerjoin(inner, true()))
+        .where(lay.c.name == bindparam("layer", type_=Text()))
+    )
+    compiled = stmt.compile(dialect=conn.dialect)
+    defaults = {k: v for k, v in compiled.params.items() if v is not None}
+    return _IdentifyPlan(source, str(compiled), defaults)
+
+
+def identify(conn: Connection, layers: list[str], point: Point, principal: Principal | None, *,
+             tolerance: float = 0.0, limit: int = 10, out: CRSRef = CRS84) -> dict[str, list[dict]]:
+    """Features of each layer containing ``point`` or within ``tolerance`` metres, nearest first.
+
+    A layer that does not exist or that the principal may not read raises NotFound.
+    """
+    if not 0 <= tolerance <= MAX_IDENTIFY_TOLERANCE:
+        raise InvalidParameter("tolerance", f"must be between 0 and {MAX_IDENTIFY_TOLERANCE:g} metres")
+    x, y = point.xy()
+    params = {"x": x, "y": y, "srid": point.crs.srid, "tolerance": tolerance, "limit": limit}
+    return {name: _identify_one(conn, name, params, principal, out) for name in layers}
+
+
+def _identify_one(conn, name, params, principal, out) -> list[dict]:
+    plan = identify_plan(conn, name, out)
+    rows = _run_plan(conn, plan, name, params)
+    head = rows[0] if rows else None
+    info = plan.source.info
+    if head is None or head["__layer_version"] != info.data_version or head["__layer_table"] != info.table_name:
+        # the catalogue changed since the statement was compiled: recompile and run again
+        plan = identify_plan(conn, name, out, refresh=True)
+        rows = _run_plan(conn, plan, name, params)
+        head = rows[0] if rows else None
+    if head is None or (principal is not None and not can_read(principal, head["__layer_access"],
+                                                               head["__layer_owner"])):
+        raise NotFound(f"no layer named {name!r}")
+    return [feature_from_row(plan.source, row) for row in rows if row["__id"] is not None]
+
+
+def _run_plan(conn, plan: _IdentifyPlan, name: str, params: dict) -> list:
+    values = dict(plan.defaults)
+    values.update(params)
+    values["layer"] = name
+    return list(conn.exec_driver_sql(plan.sql, values).mappings())
+
+
+def identify_statement(conn: Connection, name: str, point: Point, *, tolerance: float = 0.0, limit: int = 10,
+                       out: CRSRef = CRS84) -> tuple[str, dict]:
+    """The exact SQL and parameters identify runs (for benchmarks that query PostGIS directly)."""
+    plan = identify_plan(conn, name, out)
+    x, y = point.xy()
+    values = dict(plan.defaults)
+    values.update(x=x, y=y, srid=point.crs.srid, tolerance=tolerance, limit=limit, layer=name)
+    return plan.sql, values
+
+
+__all__ = [
+    "CRS84", "CITY", "CRSRef", "Point", "Box", "LayerSource", "Search", "FeaturePage", "crs_ref",
+    "open_layer", "source_for", "queryables", "search_features", "nearest", "get_feature", "parcel_lookup",
+    "identify", "identify_statement",
+]
