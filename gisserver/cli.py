@@ -206,6 +206,23 @@ def demo_load(seed, if_empty):
     click.echo("demo data loaded: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
 
 
+@demo.command("lidar")
+@click.option("--out", "out_path", default=None, help="LAS/LAZ file to write (default var/demo/demo_q8.laz)")
+@click.option("--density", default=4.0, show_default=True, type=float, help="points per m2")
+@click.option("--seed", default=2026, show_default=True, type=int, help="seed of the vector demo")
+def demo_lidar(out_path, density, seed):
+    """Write a synthetic LiDAR cloud of the demo neighbourhood (LAS 1.4, city CRS, true classes)."""
+    from pathlib import Path
+
+    from layers import demo as demo_data
+    from layers import demo_lidar as lidar_synth
+
+    out = Path(out_path) if out_path else Path(_settings().var_dir) / "demo" / "demo_q8.laz"
+    points = lidar_synth.synthesize(demo_data.generate(seed=seed), density=density)
+    lidar_synth.write_las(points, out)
+    click.echo(f"{len(points['x'])} points written to {out}")
+
+
 # --- serving -------------------------------------------------------------------------------------
 @main.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)

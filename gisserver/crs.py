@@ -48,7 +48,18 @@ def city_crs() -> CRS:
 
 @lru_cache(maxsize=1)
 def _city_crs() -> CRS:
-    return CRS.from_proj4(CITY_PROJ4)
+    # built from the PROJ string, then named, so files written with it (LAS WKT, GeoTIFF,
+    # GeoPackage) say what they are instead of "unknown"
+    d = CRS.from_proj4(CITY_PROJ4).to_json_dict()
+    d["source_crs"]["name"] = "VN-2000 / TM-3 105-45"
+    d["source_crs"]["base_crs"]["name"] = "VN-2000"
+    d["source_crs"]["base_crs"]["datum"]["name"] = "Vietnam 2000"
+    d["source_crs"]["conversion"]["name"] = "TM-3 105-45"
+    d["transformation"]["name"] = "VN-2000 to WGS 84 (Decision 05/2007/QD-BTNMT)"
+    return CRS.from_json_dict(d)
+
+
+OFFICIAL_TOWGS84 = (-191.90441429, -39.30318279, -111.45032835, 0.00928836, -0.01975479, 0.00427372, 0.252906278)
 
 
 def srid_to_epsg(srid: int) -> int:
@@ -131,13 +142,24 @@ def srid_from_pyproj(crs: CRS) -> int:
 
 
 def _is_vn2000_tm3_10545(crs: CRS) -> bool:
+    """EPSG:9210 itself, or a TM-3 105°45' projection on VN-2000 (by name or by the official shift)."""
     if crs.to_epsg(min_confidence=70) == CITY_EPSG:
         return True
-    if not crs.is_projected or "VN-2000" not in (crs.geodetic_crs.name if crs.geodetic_crs else ""):
+    source = crs.source_crs if crs.is_bound else crs
+    if source is None or not source.is_projected:
         return False
-    params = {p.name: p.value for p in (crs.coordinate_operation.params if crs.coordinate_operation else [])}
+    geodetic = source.geodetic_crs.name if source.geodetic_crs else ""
+    if not ("VN-2000" in geodetic or "Vietnam 2000" in geodetic or (crs.is_bound and _has_official_shift(crs))):
+        return False
+    op = source.coordinate_operation
+    params = {p.name: p.value for p in (op.params if op else [])}
     return (
         abs(params.get("Longitude of natural origin", 0) - 105.75) < 1e-9
         and abs(params.get("Scale factor at natural origin", 0) - 0.9999) < 1e-12
         and abs(params.get("False easting", 0) - 500000) < 1e-6
     )
+
+
+def _has_official_shift(crs: CRS) -> bool:
+    values = [p["value"] for p in crs.to_json_dict().get("transformation", {}).get("parameters", [])]
+    return len(values) == 7 and all(abs(a - b) < 1e-6 for a, b in zip(values, OFFICIAL_TOWGS84, strict=True))

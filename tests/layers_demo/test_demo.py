@@ -103,3 +103,36 @@ def test_load_into_postgis(catalogue, data):
             "WHERE ST_Within(b.geom, ST_Buffer(p.geom, 0.01))"
         )).scalar() == counts["building"]
         assert conn.execute(text("SELECT count(*) FROM red_line WHERE road_id IS NULL")).scalar() == 0
+
+
+def test_synthetic_lidar_matches_the_vector_demo(data, tmp_path):
+    import laspy
+
+    from gisserver.crs import CITY_SRID, srid_from_pyproj
+    from layers import demo_lidar
+
+    ox, oy = data.origin
+    # a 200 m x 200 m window across the canal
+    bounds = (ox + 300, oy + 320, ox + 500, oy + 520)
+    pts = demo_lidar.synthesize(data, density=4.0, bounds=bounds)
+    path = demo_lidar.write_las(pts, tmp_path / "q8.laz")
+    las = laspy.read(path)
+    assert srid_from_pyproj(las.header.parse_crs()) == CITY_SRID
+    cls = np.asarray(las.classification)
+    assert {2, 5, 6, 9} <= set(np.unique(cls).tolist())
+    assert las.header.point_count == len(pts["x"]) >= 4 * 200 * 200
+    x, y, z = np.asarray(las.x), np.asarray(las.y), np.asarray(las.z)
+    ground = cls == 2
+    # ground points lie on the demo terrain (noise 3 cm, LAS scale 1 mm)
+    resid = z[ground] - demo.terrain_height(x[ground], y[ground], data.origin)
+    assert abs(np.median(resid)) < 0.01 and np.percentile(np.abs(resid), 99) < 0.12
+    # roof points stand at the building's cadastral height above the ground
+    b = max((b for b in data.tables["building"] if b["geom"].within(shapely.box(*bounds))),
+            key=lambda b: b["geom"].area)
+    inside = shapely.contains_xy(b["geom"].buffer(-0.5), x, y) & (cls == 6)
+    c = b["geom"].centroid
+    expected = demo.terrain_height(np.array([c.x]), np.array([c.y]), data.origin)[0] + b["height"]
+    assert inside.sum() > 20 and abs(np.median(z[inside]) - expected) < 0.05
+    # the canal is water at the canal level
+    water = cls == 9
+    assert abs(np.median(z[water]) - demo_lidar.CANAL_WATER_LEVEL) < 0.02
