@@ -79,3 +79,19 @@ def maplibre_style(layer: str):
     return styles.maplibre_style(info.name, info.geometry_type, f"{_base_url()}/tiles/{info.name}.json",
                                  info.title, request.args.get("style") or None,
                                  glyphs_url=request.args.get("glyphs") or None)
+
+
+# --- OGC services ----------------------------------------------------------------------------
+
+def _ows_response(result) -> Response:
+    resp = Response(result.body, status=result.status, content_type=result.content_type)
+    resp.headers.update(result.headers)
+    return resp
+
+
+@bp.get("/wms")
+def wms():
+    from tiles.wms import WMSService
+
+    service = WMSService(services().engine, principal(), f"{_base_url()}/wms")
+    return _ows_response(service.handle(request.args))
