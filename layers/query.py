@@ -318,7 +318,9 @@ def output_geometry(source_geom, storage_srid: int, out: CRSRef):
     geom = source_geom if out.srid == storage_srid else func.ST_Transform(source_geom, _srid_param(out.srid))
     if out.latlon:
         geom = func.ST_FlipCoordinates(geom)
-    return func.ST_AsGeoJSON(geom, bindparam(None, out.decimals, type_=Integer()), type_=Text())
+    # options 0: no bbox and no "crs" member (the CRS is in the Content-Crs header)
+    return func.ST_AsGeoJSON(geom, bindparam(None, out.decimals, type_=Integer()), bindparam(None, 0, type_=Integer()),
+                             type_=Text())
 
 
 # --- searches ------------------------------------------------------------------------------------
