@@ -97,6 +97,8 @@ def _bbox_literals_to_polygons(node):
         if len(box) != 4 or not all(isinstance(v, int | float) for v in box):
             raise InvalidParameter("filter", "a bbox literal needs 4 (or 6) numbers")
         return {"type": "Polygon", "coordinates": [_ring(*box)]}
+    if set(node) == {"casei"}:  # the CQL2 JSON spelling; pygeofilter reads {"lower": ...}
+        return {"lower": _bbox_literals_to_polygons(node["casei"])}
     return {k: _bbox_literals_to_polygons(v) for k, v in node.items()}
 
 
@@ -203,9 +205,12 @@ class _Translator:
         expr = self.scalar(node.lhs)
         if not _is_text(expr):
             raise InvalidParameter("filter", "LIKE needs a text property")
-        if not isinstance(node.pattern, str):
+        if isinstance(node.pattern, str):
+            pattern = bindparam(None, node.pattern, type_=Text())
+        elif isinstance(node.pattern, ast.Function):  # CASEI('...')
+            pattern = self.scalar(node.pattern)
+        else:
             raise InvalidParameter("filter", "the LIKE pattern must be a string")
-        pattern = bindparam(None, node.pattern, type_=Text())
         cond = expr.ilike(pattern, escape="\\") if node.nocase else expr.like(pattern, escape="\\")
         return sql_not(cond) if node.not_ else cond
 
