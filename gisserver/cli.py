@@ -116,17 +116,20 @@ def users():
 @click.option("--password", help="login password for the web page (prompted when omitted)",
               default=None)
 @click.option("--no-password", is_flag=True, help="token-only account")
-def users_create(username, role, password, no_password):
+@click.option("--agency", "agency_code", default=None, help="code of the user's agency")
+def users_create(username, role, password, no_password, agency_code):
     """Create a user."""
     from gisserver.audit import record
     from gisserver.security import create_user
+    from layers.sharing import agency_id_by_code
 
     if password is None and not no_password:
         password = click.prompt("password", hide_input=True, confirmation_prompt=True)
     with _engine().begin() as conn:
-        user_id = create_user(conn, username, role, password=password)
+        agency_id = agency_id_by_code(conn, agency_code) if agency_code else None
+        user_id = create_user(conn, username, role, password=password, agency_id=agency_id)
         record(conn, actor=os.environ.get("USER", "cli"), action="user.create", target_type="user",
-               target_id=user_id, after={"username": username, "role": role})
+               target_id=user_id, after={"username": username, "role": role, "agency_id": agency_id})
     click.echo(f"user {username} ({role}) created")
 
 
@@ -151,6 +154,47 @@ def users_token(username, name):
         record(conn, actor=os.environ.get("USER", "cli"), action="token.create", target_type="user",
                target_id=user_id, after={"token_id": token.split("_")[1], "name": name})
     click.echo(token)
+
+
+# --- agencies ------------------------------------------------------------------------------------
+@main.group(cls=GISGroup)
+def agencies():
+    """Agencies (districts, departments) and layer ownership."""
+
+
+@agencies.command("create")
+@click.argument("code")
+@click.argument("name")
+@click.option("--kind", type=click.Choice(["district", "department", "city"]), default="department")
+def agencies_create(code, name, kind):
+    """Create an agency."""
+    from layers.sharing import create_agency
+
+    with _engine().begin() as conn:
+        create_agency(conn, code, name, kind, actor=os.environ.get("USER", "cli"))
+    click.echo(f"agency {code} created")
+
+
+@agencies.command("list")
+def agencies_list():
+    """List agencies."""
+    from layers.sharing import list_agencies
+
+    with _engine().begin() as conn:
+        for a in list_agencies(conn):
+            click.echo(f"{a['code']}\t{a['kind']}\t{a['name']}")
+
+
+@agencies.command("own")
+@click.argument("layer")
+@click.argument("code")
+def agencies_own(layer, code):
+    """Make agency CODE the owner of LAYER."""
+    from layers.sharing import agency_id_by_code, set_owner
+
+    with _engine().begin() as conn:
+        set_owner(conn, layer, agency_id_by_code(conn, code), actor=os.environ.get("USER", "cli"))
+    click.echo(f"{layer} is owned by {code}")
 
 
 # --- configuration ---------------------------------------------------------------------------------

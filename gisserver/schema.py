@@ -161,6 +161,31 @@ layer = Table(
     CheckConstraint("access_level IN ('public', 'internal', 'restricted')", name="access_level"),
 )
 
+layer_grant = Table(
+    "layer_grant",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("layer_id", Integer, ForeignKey("layer.id", ondelete="CASCADE"), nullable=False),
+    Column("agency_id", Integer, ForeignKey("agency.id", ondelete="CASCADE"), nullable=False),
+    Column("permission", String(8), nullable=False),
+    # optional: the grant covers only this area (e.g. a district boundary)
+    Column("area", Geometry("MULTIPOLYGON", srid=CITY_SRID, spatial_index=False)),
+    Column("granted_by", Text, nullable=False),
+    Column("granted_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("revoked_at", DateTime(timezone=True)),
+    CheckConstraint("permission IN ('read', 'edit')", name="permission"),
+    Index("ix_layer_grant_layer_id_agency_id", "layer_id", "agency_id"),
+    Index("ix_layer_grant_area", "area", postgresql_using="gist"),
+    Index(
+        "uq_layer_grant_active",
+        "layer_id",
+        "agency_id",
+        "permission",
+        unique=True,
+        postgresql_where=text("revoked_at IS NULL"),
+    ),
+)
+
 land_use_code = Table(
     "land_use_code",
     metadata,

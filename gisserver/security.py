@@ -52,8 +52,10 @@ class Principal:
 ANONYMOUS = Principal(user_id=None, username="anonymous", role="public")
 
 
-def can_read(principal: Principal, access_level: str, owner_agency_id: int | None = None) -> bool:
-    """Layer access: public to all; internal to staff; restricted to admins and the owner agency."""
+def can_read(principal: Principal, access_level: str, owner_agency_id: int | None = None,
+             reader_agencies: frozenset[int] | tuple = ()) -> bool:
+    """Layer access: public to all; internal to staff; restricted to admins, the owner agency's
+    staff and the staff of agencies the owner granted read (or edit) access to."""
     if access_level == "public":
         return True
     if access_level == "internal":
@@ -63,10 +65,25 @@ def can_read(principal: Principal, access_level: str, owner_agency_id: int | Non
             return True
         return (
             principal.is_staff
-            and owner_agency_id is not None
-            and principal.agency_id == owner_agency_id
+            and principal.agency_id is not None
+            and (principal.agency_id == owner_agency_id or principal.agency_id in reader_agencies)
         )
     return False
+
+
+def can_edit(principal: Principal, owner_agency_id: int | None = None,
+             editor_agencies: frozenset[int] | tuple = ()) -> bool:
+    """Layer edits (loads, register changes): admins; officers of the owner agency or of an agency
+    granted edit; officers of any agency when the layer has no owner."""
+    if principal.is_admin:
+        return True
+    if principal.role != "officer":
+        return False
+    if owner_agency_id is None:
+        return True
+    return principal.agency_id is not None and (
+        principal.agency_id == owner_agency_id or principal.agency_id in editor_agencies
+    )
 
 
 def readable_levels(principal: Principal) -> tuple[str, ...]:

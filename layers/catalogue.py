@@ -16,7 +16,7 @@ from sqlalchemy.engine import Connection
 from gisserver import schema
 from gisserver.crs import CITY_SRID
 from gisserver.errors import InvalidInput, NotFound
-from gisserver.security import Principal, can_read
+from gisserver.security import Principal, can_edit, can_read
 
 LAYER_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 # columns that are storage details, not feature properties
@@ -41,9 +41,26 @@ class LayerInfo:
     feature_count: int
     properties: list = field(default_factory=list)
     style: dict | None = None
+    # agencies with an active whole-layer grant (edit implies read)
+    reader_agencies: frozenset[int] = frozenset()
+    editor_agencies: frozenset[int] = frozenset()
+    # agencies whose grant covers only an area: agency id -> permission
+    area_grants: tuple[tuple[int, str], ...] = ()
 
     def readable_by(self, principal: Principal) -> bool:
-        return can_read(principal, self.access_level, self.owner_agency_id)
+        area_readers = frozenset(a for a, _ in self.area_grants)
+        return can_read(principal, self.access_level, self.owner_agency_id, self.reader_agencies | area_readers)
+
+    def editable_by(self, principal: Principal) -> bool:
+        return can_edit(principal, self.owner_agency_id, self.editor_agencies)
+
+    def area_limited_for(self, principal: Principal) -> bool:
+        """True when the principal reads this layer only through an area-limited grant."""
+        if self.access_level != "restricted" or principal.is_admin or principal.agency_id is None:
+            return False
+        if principal.agency_id == self.owner_agency_id or principal.agency_id in self.reader_agencies:
+            return False
+        return any(a == principal.agency_id for a, _ in self.area_grants)
 
 
 def validate_layer_name(name: str) -> str:
@@ -89,8 +106,33 @@ def _json_type(sqltype) -> str:
     return "string"
 
 
+def grants_column():
+    g = schema.layer_grant
+    agg = func.coalesce(
+        func.jsonb_agg(func.jsonb_build_array(g.c.agency_id, g.c.permission, g.c.area.is_not(None))),
+        text("'[]'::jsonb"),
+    )
+    return (
+        select(agg)
+        .where(g.c.layer_id == schema.layer.c.id, g.c.revoked_at.is_(None))
+        .scalar_subquery()
+        .label("grants")
+    )
+
+
+def readable_from_row(principal: Principal, access_level: str, owner_agency_id: int | None, grants) -> bool:
+    """``LayerInfo.readable_by`` for code that selects the layer row itself (with grants_column())."""
+    readers = frozenset(a for a, _p, _area in (grants or []))
+    return can_read(principal, access_level, owner_agency_id, readers)
+
+
 def _row_to_info(row) -> LayerInfo:
+    grants = row.get("grants") or []
+    whole = [(a, p) for a, p, has_area in grants if not has_area]
     return LayerInfo(
+        reader_agencies=frozenset(a for a, _ in whole),
+        editor_agencies=frozenset(a for a, p in whole if p == "edit"),
+        area_grants=tuple((a, p) for a, p, has_area in grants if has_area),
         id=row["id"], name=row["name"], title=row["title"], title_vi=row["title_vi"],
         description=row["description"], kind=row["kind"], table_schema=row["table_schema"],
         table_name=row["table_name"], geometry_type=row["geometry_type"], srid=row["srid"],
@@ -101,7 +143,7 @@ def _row_to_info(row) -> LayerInfo:
 
 
 def list_layers(conn: Connection, principal: Principal | None = None) -> list[LayerInfo]:
-    rows = conn.execute(select(schema.layer).order_by(schema.layer.c.id)).mappings()
+    rows = conn.execute(select(schema.layer, grants_column()).order_by(schema.layer.c.id)).mappings()
     infos = [_row_to_info(r) for r in rows]
     if principal is not None:
         infos = [i for i in infos if i.readable_by(principal)]
@@ -110,7 +152,9 @@ def list_layers(conn: Connection, principal: Principal | None = None) -> list[La
 
 def get_layer(conn: Connection, name: str, principal: Principal | None = None) -> LayerInfo:
     """The layer, or NotFound. A layer the principal may not read is reported as not found."""
-    row = conn.execute(select(schema.layer).where(schema.layer.c.name == name)).mappings().first()
+    row = conn.execute(
+        select(schema.layer, grants_column()).where(schema.layer.c.name == name)
+    ).mappings().first()
     if row is None:
         raise NotFound(f"no layer named {name!r}")
     info = _row_to_info(row)
@@ -189,3 +233,20 @@ def analyze(conn: Connection, info: LayerInfo) -> None:
     """Refresh planner statistics after a bulk load (identifiers from the catalogue, quoted)."""
     preparer = conn.dialect.identifier_preparer
     conn.execute(text("ANALYZE " + preparer.quote_schema(info.table_schema) + "." + preparer.quote(info.table_name)))
+
+
+def access_area_clause(info: LayerInfo, principal: Principal, geom_column, srid: int = CITY_SRID):
+    """For a caller who reads the layer only through area-limited grants, the SQL condition that
+    keeps features intersecting the granted area (None when the whole layer is readable).
+    ``srid`` is the SRID of ``geom_column`` (e.g. 3857 for tiles)."""
+    if not info.area_limited_for(principal):
+        return None
+    g = schema.layer_grant
+    area = (
+        select(func.ST_Union(g.c.area))
+        .where(g.c.layer_id == info.id, g.c.agency_id == principal.agency_id, g.c.revoked_at.is_(None))
+        .scalar_subquery()
+    )
+    if srid != CITY_SRID:
+        area = func.ST_Transform(area, srid)
+    return func.ST_Intersects(geom_column, area)

@@ -25,4 +25,5 @@ OPTIONAL_BLUEPRINTS: list[str] = [
     "gisserver.openapi",
     "gisserver.api.features",
     "gisserver.api.query",
+    "gisserver.api.sharing",
 ]
