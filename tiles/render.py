@@ -220,7 +220,7 @@ def parse_color(value: str | None, default: str = "#ffffff") -> str:
 
 def render_map(layers: list[MapLayer], bbox: tuple[float, float, float, float], srid: int, width: int,
                height: int, *, db: DbParams, image_format: str = "image/png", transparent: bool = False,
-               bgcolor: str = "#ffffff") -> bytes:
+               bgcolor: str = "#ffffff", buffer_size: int = 0) -> bytes:
     """Render ``layers`` into ``bbox`` (x/y order of ``srid``, i.e. lon/lat for geographic CRSs)."""
     mapnik = mapnik_module()
     if not (0 < width <= MAX_SIZE and 0 < height <= MAX_SIZE):
@@ -235,6 +235,7 @@ def render_map(layers: list[MapLayer], bbox: tuple[float, float, float, float], 
     else:
         m.background = mapnik.Color(bgcolor)
     m.aspect_fix_mode = mapnik.aspect_fix_mode.RESPECT
+    m.buffer_size = buffer_size
     m.zoom_to_box(mapnik.Box2d(*bbox))
     image = mapnik.Image(width, height)
     mapnik.render(m, image)

@@ -95,3 +95,40 @@ def wms():
 
     service = WMSService(services().engine, principal(), f"{_base_url()}/wms")
     return _ows_response(service.handle(request.args))
+
+
+def _wmts_response(result) -> Response:
+    tile = getattr(result, "tile", None)
+    if tile is not None:
+        return tile_response(tile, result.content_type, result.public)
+    return _ows_response(result)
+
+
+def _wmts_service():
+    from tiles.wmts import WMTSService
+
+    return WMTSService(services().engine, principal(), f"{_base_url()}/wmts", tile_cache())
+
+
+@bp.get("/wmts")
+def wmts_kvp():
+    return _wmts_response(_wmts_service().handle(request.args))
+
+
+@bp.get("/wmts/1.0.0/WMTSCapabilities.xml")
+def wmts_capabilities():
+    return _wmts_response(_wmts_service().handle({"SERVICE": "WMTS", "REQUEST": "GetCapabilities"}))
+
+
+@bp.get("/wmts/1.0.0/<layer>/<style>/<tms_id>/<z>/<row>/<col>.<ext>")
+def wmts_rest_tile(layer: str, style: str, tms_id: str, z: str, row: str, col: str, ext: str):
+    from tiles.exceptions import OWSException, ows_exception_report
+    from tiles.wms import OWSResponse
+    from tiles.wmts import rest_params
+
+    try:
+        params = rest_params(layer, style, tms_id, z, row, col, ext)
+    except OWSException as exc:
+        body, ctype = ows_exception_report(exc)
+        return _ows_response(OWSResponse(body, ctype, exc.status))
+    return _wmts_response(_wmts_service().handle(params))
