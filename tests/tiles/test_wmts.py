@@ -52,7 +52,8 @@ def test_owslib_capabilities_and_gettile(live_server, ben_thanh):
 
 
 def test_gdal_wmts_driver_reads_the_service(live_server, ben_thanh):
-    url = f"WMTS:{live_server}/wmts?SERVICE=WMTS&REQUEST=GetCapabilities,layer=parcels,tilematrixset=GoogleMapsCompatible"
+    url = (f"WMTS:{live_server}/wmts?SERVICE=WMTS&REQUEST=GetCapabilities"
+           ",layer=parcels,tilematrixset=GoogleMapsCompatible")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
         with rasterio.open(url) as ds:
