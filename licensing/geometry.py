@@ -8,7 +8,6 @@ import numpy as np
 import shapely
 from geoalchemy2.shape import from_shape
 from shapely.geometry import MultiPolygon, Polygon, mapping, shape
-from shapely.ops import transform as shapely_transform
 from shapely.validation import explain_validity
 
 from gisserver.crs import CITY_SRID, transformer
@@ -40,7 +39,7 @@ def parse_geojson(obj, *, srid: int = CITY_SRID, expect: tuple[str, ...] | None 
         raise InvalidGeometry(f"{what}: coordinates must be finite numbers")
     if srid != CITY_SRID:
         t = transformer(srid, CITY_SRID)
-        geom = shapely_transform(t.transform, geom)
+        geom = shapely.transform(geom, t.transform, interleaved=False)
     elif coords.size and abs(coords[:, 0]).max() <= 180 and abs(coords[:, 1]).max() <= 90:
         raise InvalidGeometry(
             f"{what}: coordinates look like longitude/latitude; declare crs=EPSG:4326 or give VN-2000 metres"
