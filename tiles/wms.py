@@ -236,12 +236,11 @@ class WMSService:
         fmt = p.get("FORMAT") or "image/png"
         if fmt not in MAP_FORMATS:
             raise OWSException("InvalidFormat", f"unsupported format {fmt!r}", "FORMAT")
-        with self.engine.connect() as conn:
-            info = get_layer(conn, name, self.principal)
-        style = layer_style(info.name, info.geometry_type, p.get("STYLE") or None)
         width = parse_int("WIDTH", p.get("WIDTH"), default=20, minimum=4, maximum=512)
         height = parse_int("HEIGHT", p.get("HEIGHT"), default=20, minimum=4, maximum=512)
-        return OWSResponse(render.render_legend(style, info.geometry_type, width, height, fmt), fmt.split(";")[0])
+        with self.engine.connect() as conn:
+            image = legend_graphic(conn, self.principal, name, p.get("STYLE") or None, width, height, fmt)
+        return OWSResponse(image, fmt.split(";")[0])
 
     # --- GetFeatureInfo ----------------------------------------------------------------------
     def get_feature_info(self, p: Mapping[str, str], version: str) -> OWSResponse:
@@ -278,6 +277,14 @@ class WMSService:
         doc = capabilities_xml(version, self.url, layers, extents, times)
         ctype = "text/xml" if version == "1.3.0" else "application/vnd.ogc.wms_xml"
         return OWSResponse(doc, ctype, headers={"Cache-Control": "no-cache"})
+
+
+def legend_graphic(conn: Connection, principal: Principal | None, name: str, style: str | None,
+                   width: int = 20, height: int = 20, image_format: str = "image/png") -> bytes:
+    """Legend swatch of a readable layer's style."""
+    info = get_layer(conn, name, principal)
+    return render.render_legend(layer_style(info.name, info.geometry_type, style), info.geometry_type,
+                                width, height, image_format)
 
 
 def _pixel(p: Mapping[str, str], key: str, size: int) -> int:

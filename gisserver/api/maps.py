@@ -132,3 +132,45 @@ def wmts_rest_tile(layer: str, style: str, tms_id: str, z: str, row: str, col: s
         body, ctype = ows_exception_report(exc)
         return _ows_response(OWSResponse(body, ctype, exc.status))
     return _wmts_response(_wmts_service().handle(params))
+
+
+# --- raster tiles and legends ----------------------------------------------------------------
+
+@bp.get("/raster/<name>/<z>/<x>/<y>.<ext>")
+def raster_tile(name: str, z: str, x: str, y: str, ext: str):
+    from tiles import xyz
+
+    z_, x_, y_ = _zxy(z, x, y)
+    style = request.args.get("style") or "default"
+    with services().engine.connect() as conn:
+        info, tile, mimetype = xyz.raster_tile(conn, tile_cache(), services().settings.raster_dir, name,
+                                               principal(), z_, x_, y_, ext.lower(), style)
+    return tile_response(tile, mimetype, info.access_level == "public")
+
+
+@bp.get("/legend/raster/<name>.json")
+def raster_legend(name: str):
+    from tiles import xyz
+
+    with services().engine.connect() as conn:
+        return xyz.legend(conn, services().settings.raster_dir, name, principal(),
+                          request.args.get("style") or "default")
+
+
+@bp.get("/legend/raster/<name>.png")
+def raster_legend_image(name: str):
+    from tiles import xyz
+
+    with services().engine.connect() as conn:
+        png = xyz.legend_image(conn, services().settings.raster_dir, name, principal(),
+                               request.args.get("style") or "default")
+    return Response(png, mimetype="image/png")
+
+
+@bp.get("/legend/<layer>.png")
+def layer_legend(layer: str):
+    from tiles.wms import legend_graphic
+
+    with services().engine.connect() as conn:
+        png = legend_graphic(conn, principal(), layer, request.args.get("style") or None)
+    return Response(png, mimetype="image/png")

@@ -1,0 +1,216 @@
+"""XYZ raster tiles of raster products (DTM, nDSM, flood depth, hillshade) read from COGs with
+rio-tiler, coloured by kind, as PNG, WebP or JPEG, with legends.
+
+Rasters come from the ``raster`` catalogue table (path relative to the raster folder); access
+follows the table's ``access_level``. Colour ramps are fixed per kind (not stretched per tile), so
+neighbouring tiles and the legend agree. ``style=hillshade`` shades any elevation raster in grey,
+computed on the tile with a one-pixel buffer so tiles join without seams.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from rio_tiler.colormap import cmap
+from rio_tiler.errors import TileOutsideBounds
+from rio_tiler.io import Reader
+from rio_tiler.models import ImageData
+from sqlalchemy import select
+from sqlalchemy.engine import Connection
+
+from gisserver import schema
+from gisserver.errors import InvalidParameter, NotFound
+from gisserver.security import Principal, can_read
+from tiles import tms
+from tiles.cache import CachedTile, TileCache, content_digest
+
+TILE_SIZE = 256
+MAXZOOM = 22
+FORMATS = {"png": ("PNG", "image/png"), "webp": ("WEBP", "image/webp"), "jpg": ("JPEG", "image/jpeg"),
+           "jpeg": ("JPEG", "image/jpeg")}
+
+
+@dataclass(frozen=True)
+class Ramp:
+    colormap: str
+    vmin: float
+    vmax: float
+    unit: str
+    transparent_below: float | None = None   # values below are not drawn (dry cells)
+    title: str = ""
+
+
+#: raster kind -> colour ramp (fixed ranges for the HCMC delta, metres in the Hon Dau datum)
+RAMPS: dict[str, Ramp] = {
+    "dtm": Ramp("terrain", -1.0, 8.0, "m", title="Ground elevation (DTM)"),
+    "dsm": Ramp("terrain", -1.0, 40.0, "m", title="Surface elevation (DSM)"),
+    "ndsm": Ramp("viridis", 0.0, 40.0, "m", title="Height above ground (nDSM)"),
+    "flood_depth": Ramp("blues", 0.0, 2.0, "m", transparent_below=0.01, title="Flood depth"),
+    "flood_level": Ramp("blues", 0.0, 3.0, "m", title="Flood water level"),
+    "hillshade": Ramp("gray", 0.0, 255.0, "", title="Hillshade"),
+}
+ELEVATION_KINDS = frozenset({"dtm", "dsm"})
+STYLES = ("default", "hillshade")
+
+
+@dataclass(frozen=True)
+class RasterInfo:
+    id: int
+    name: str
+    kind: str
+    path: Path
+    access_level: str
+    data_version: int
+    nodata: float | None
+
+
+def get_raster(conn: Connection, name: str, principal: Principal | None, raster_root: Path) -> RasterInfo:
+    r = schema.raster
+    row = conn.execute(select(r.c.id, r.c.name, r.c.kind, r.c.path, r.c.access_level, r.c.data_version, r.c.nodata)
+                       .where(r.c.name == name)).mappings().first()
+    if row is None or (principal is not None and not can_read(principal, row["access_level"])):
+        raise NotFound(f"no raster named {name!r}")
+    path = Path(row["path"])
+    if not path.is_absolute():
+        path = Path(raster_root) / path
+    return RasterInfo(row["id"], row["name"], row["kind"], path, row["access_level"], row["data_version"],
+                      row["nodata"])
+
+
+def ramp_for(info: RasterInfo, style: str) -> Ramp:
+    if style not in STYLES:
+        raise InvalidParameter("style", f"must be one of {', '.join(STYLES)}")
+    if style == "hillshade":
+        if info.kind not in ELEVATION_KINDS and info.kind != "hillshade":
+            raise InvalidParameter("style", f"hillshade needs an elevation raster, not {info.kind!r}")
+        return RAMPS["hillshade"]
+    return RAMPS.get(info.kind, Ramp("viridis", 0.0, 1.0, "", title=info.kind))
+
+
+# --- pure array functions --------------------------------------------------------------------
+
+def hillshade(elevation: np.ndarray, cell_size: float, azimuth: float = 315.0, altitude: float = 45.0) -> np.ndarray:
+    """Grey hillshade (0-255) of an elevation array (Horn's gradient, light from ``azimuth``)."""
+    z = elevation.astype("float64")
+    dzdx = np.gradient(z, cell_size, axis=1)
+    dzdy = np.gradient(z, cell_size, axis=0)
+    slope = np.arctan(np.hypot(dzdx, dzdy))
+    aspect = np.arctan2(dzdy, -dzdx)
+    az = np.radians(360.0 - azimuth + 90.0)
+    alt = np.radians(altitude)
+    shade = np.sin(alt) * np.cos(slope) + np.cos(alt) * np.sin(slope) * np.cos(az - aspect)
+    return np.clip(shade * 255.0, 0, 255).astype("uint8")
+
+
+def colourise(values: np.ndarray, valid: np.ndarray, ramp: Ramp) -> tuple[np.ndarray, np.ndarray]:
+    """(RGB uint8 array (3, h, w), alpha mask (h, w)) of ``values`` on ``ramp``."""
+    scaled = np.clip((values.astype("float64") - ramp.vmin) / (ramp.vmax - ramp.vmin), 0, 1)
+    index = np.round(scaled * 255).astype("uint8")
+    lut = np.array([cmap.get(ramp.colormap)[i][:3] for i in range(256)], dtype="uint8")
+    rgb = np.moveaxis(lut[index], -1, 0)
+    alpha = valid.copy()
+    if ramp.transparent_below is not None:
+        alpha &= values >= ramp.transparent_below
+    return rgb, (alpha * 255).astype("uint8")
+
+
+def encode(rgb: np.ndarray, alpha: np.ndarray, fmt: str) -> bytes:
+    """PNG/WebP with alpha; JPEG (no alpha) on white."""
+    driver = FORMATS[fmt][0]
+    if driver == "JPEG":
+        flat = np.where(alpha[None, :, :] > 0, rgb, 255).astype("uint8")
+        return ImageData(flat).render(add_mask=False, img_format="JPEG")
+    data = np.concatenate([rgb, alpha[None, :, :]], axis=0)
+    return ImageData(data).render(add_mask=False, img_format=driver)
+
+
+# --- tiles -------------------------------------------------------------------------------------
+
+def _read_tile(info: RasterInfo, z: int, x: int, y: int, style: str) -> tuple[np.ndarray, np.ndarray] | None:
+    if not info.path.exists():
+        raise NotFound(f"the file of raster {info.name!r} is missing")
+    buffer = 1 if style == "hillshade" and info.kind != "hillshade" else 0
+    try:
+        with Reader(str(info.path)) as src:
+            img = src.tile(x, y, z, tilesize=TILE_SIZE, indexes=1, buffer=buffer or None,
+                           resampling_method="bilinear" if buffer else "nearest")
+    except TileOutsideBounds:
+        return None
+    values = img.array.data[0]
+    valid = ~np.ma.getmaskarray(img.array)[0]
+    if info.nodata is not None:
+        valid &= values != info.nodata
+    if buffer:
+        left, bottom, right, top = tms.web_tile_bounds(z, x, y)
+        cell = (right - left) / TILE_SIZE
+        shade = hillshade(np.where(valid, values, np.nanmean(values[valid]) if valid.any() else 0), cell)
+        return shade[1:-1, 1:-1], valid[1:-1, 1:-1]
+    return values, valid
+
+
+def build_raster_tile(info: RasterInfo, z: int, x: int, y: int, style: str, fmt: str) -> bytes:
+    ramp = ramp_for(info, style)
+    read = _read_tile(info, z, x, y, style)
+    if read is None:
+        values = np.zeros((TILE_SIZE, TILE_SIZE))
+        valid = np.zeros((TILE_SIZE, TILE_SIZE), dtype=bool)
+    else:
+        values, valid = read
+    rgb, alpha = colourise(values, valid, ramp)
+    return encode(rgb, alpha, fmt)
+
+
+def raster_tile(conn: Connection, cache: TileCache | None, raster_root: Path, name: str,
+                principal: Principal | None, z: int, x: int, y: int, fmt: str, style: str = "default",
+                ) -> tuple[RasterInfo, CachedTile, str]:
+    """One coloured XYZ tile of a readable raster, via the cache; returns (info, tile, media type)."""
+    if fmt not in FORMATS:
+        raise InvalidParameter("format", f"must be one of {', '.join(FORMATS)}")
+    tms.check_tile(z, x, y, maxzoom=MAXZOOM)
+    info = get_raster(conn, name, principal, raster_root)
+    ramp_for(info, style)  # validate before touching the cache
+
+    def build() -> bytes:
+        return build_raster_tile(info, z, x, y, style, fmt)
+
+    if cache is None:
+        data = build()
+        tile = CachedTile(data, info.data_version, content_digest(data).hex(), hit=False)
+    else:
+        b = tms.web_mercator().bounds(x, y, z)
+        tile = cache.get_or_build(f"raster/{info.name}.{info.id}/{style}/{fmt}", (f"raster:{info.name}",),
+                                  info.data_version, z, x, y, fmt, (b.left, b.bottom, b.right, b.top), build)
+    return info, tile, FORMATS[fmt][1]
+
+
+def legend(conn: Connection, raster_root: Path, name: str, principal: Principal | None,
+           style: str = "default") -> dict:
+    """The colour ramp of a raster as JSON (stops of value -> colour)."""
+    info = get_raster(conn, name, principal, raster_root)
+    ramp = ramp_for(info, style)
+    colours = cmap.get(ramp.colormap)
+    stops = []
+    for k in range(6):
+        frac = k / 5
+        r, g, b, _ = colours[round(frac * 255)]
+        stops.append({"value": round(ramp.vmin + frac * (ramp.vmax - ramp.vmin), 3),
+                      "color": f"#{r:02x}{g:02x}{b:02x}"})
+    return {"raster": info.name, "kind": info.kind, "title": ramp.title, "unit": ramp.unit, "style": style,
+            "min": ramp.vmin, "max": ramp.vmax, "transparent_below": ramp.transparent_below, "stops": stops}
+
+
+def legend_image(conn: Connection, raster_root: Path, name: str, principal: Principal | None,
+                 style: str = "default", width: int = 256, height: int = 16) -> bytes:
+    """A horizontal colour bar PNG of the raster's ramp (min on the left)."""
+    info = get_raster(conn, name, principal, raster_root)
+    ramp = ramp_for(info, style)
+    values = np.tile(np.linspace(ramp.vmin, ramp.vmax, width), (height, 1))
+    rgb, alpha = colourise(values, np.ones_like(values, dtype=bool), replace_ramp(ramp))
+    return encode(rgb, alpha, "png")
+
+
+def replace_ramp(ramp: Ramp) -> Ramp:
+    """The ramp without its transparency cut (the legend shows every colour)."""
+    return Ramp(ramp.colormap, ramp.vmin, ramp.vmax, ramp.unit, None, ramp.title)
