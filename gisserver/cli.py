@@ -288,7 +288,9 @@ def serve(host, port, workers, dev):
 
 
 # modules that add command groups of their own to ``main``
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = [
+    "gisserver.cli_tiles",
+]
 
 
 def _attach_command_modules() -> None:
