@@ -26,4 +26,6 @@ OPTIONAL_BLUEPRINTS: list[str] = [
     "gisserver.api.features",
     "gisserver.api.query",
     "gisserver.api.sharing",
+    "gisserver.api.webapp",
+    "gisserver.api.licensing",
 ]

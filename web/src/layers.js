@@ -1,0 +1,123 @@
+// The layers panel: which layers the caller may read (OGC API collections), their MapLibre
+// layers (from the maps blueprint's /styles/{layer}.json, tiles through TileJSON), legends
+// derived from the same paint values, and the building extrusion for the 3D view.
+import { getJSON } from "./api.js";
+import { t } from "./i18n.js";
+
+/** Draw order, bottom to top, and which layers start switched on. */
+export const LAYER_ORDER = [
+  ["zoning", false],
+  ["water_bodies", true],
+  ["parks", true],
+  ["parcels", true],
+  ["underground_works", false],
+  ["roads", true],
+  ["red_lines", true],
+  ["drainage", false],
+  ["water_supply", false],
+  ["telecom", false],
+  ["power_lines", true],
+  ["trees", false],
+  ["buildings", true],
+];
+
+export const EXTRUSION_ID = "buildings-3d";
+
+/** Readable collections of the OGC API: {name: {title, extent}}. */
+export async function readableLayers() {
+  const doc = await getJSON("/ogc/collections?f=json");
+  const out = {};
+  for (const c of doc.collections || []) {
+    out[c.id] = { title: c.title, titleVi: c.title_vi, bbox: c.extent?.spatial?.bbox?.[0] || null };
+  }
+  return out;
+}
+
+/** Add one layer's style (sources + layers) to the map; returns the MapLibre layer ids added. */
+export async function addStyledLayer(map, name, visible) {
+  const style = await getJSON(`/styles/${encodeURIComponent(name)}.json`);
+  for (const [id, source] of Object.entries(style.sources || {})) {
+    if (!map.getSource(id)) map.addSource(id, source);
+  }
+  const ids = [];
+  const legend = [];
+  for (const layer of style.layers || []) {
+    if (layer.type === "background" || layer.type === "symbol") continue; // no remote glyphs
+    map.addLayer({ ...layer, layout: { ...(layer.layout || {}), visibility: visible ? "visible" : "none" } });
+    ids.push(layer.id);
+    legend.push(legendEntry(layer));
+  }
+  return { ids, legend };
+}
+
+/** Buildings as LoD1 blocks: extrude footprints by their (LiDAR or cadastral) height. */
+export function addBuildingExtrusion(map) {
+  if (!map.getSource("buildings") || map.getLayer(EXTRUSION_ID)) return;
+  map.addLayer({
+    id: EXTRUSION_ID,
+    type: "fill-extrusion",
+    source: "buildings",
+    "source-layer": "buildings",
+    layout: { visibility: "none" },
+    paint: {
+      "fill-extrusion-color": [
+        "interpolate", ["linear"], ["coalesce", ["get", "height"], 3],
+        3, "#d9cfc7", 12, "#b5a8a0", 25, "#8d7f76", 45, "#6d625c",
+      ],
+      "fill-extrusion-height": ["coalesce", ["get", "height"], ["*", ["coalesce", ["get", "floors"], 1], 3.3]],
+      "fill-extrusion-base": 0,
+      "fill-extrusion-opacity": 0.9,
+      "fill-extrusion-vertical-gradient": true,
+    },
+  });
+}
+
+function legendEntry(layer) {
+  const p = layer.paint || {};
+  if (layer.type === "fill") return { kind: "fill", color: p["fill-color"], opacity: p["fill-opacity"] ?? 1 };
+  if (layer.type === "line") {
+    return { kind: "line", color: p["line-color"], width: p["line-width"] ?? 1, dash: p["line-dasharray"] || null };
+  }
+  if (layer.type === "circle") return { kind: "circle", color: p["circle-color"], stroke: p["circle-stroke-color"] };
+  return { kind: "other", color: "#999" };
+}
+
+/** A small SVG swatch for the legend entries of one layer. */
+export function legendSwatch(entries) {
+  const fill = entries.find((e) => e.kind === "fill");
+  const line = entries.find((e) => e.kind === "line");
+  const circle = entries.find((e) => e.kind === "circle");
+  const ns = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("width", "28");
+  svg.setAttribute("height", "16");
+  svg.setAttribute("class", "swatch");
+  svg.setAttribute("aria-hidden", "true");
+  const color = (c) => (typeof c === "string" ? c : "#888");
+  if (fill) {
+    const r = document.createElementNS(ns, "rect");
+    Object.entries({ x: 2, y: 2, width: 24, height: 12, rx: 2, fill: color(fill.color),
+      "fill-opacity": fill.opacity, stroke: line ? color(line.color) : "none", "stroke-width": 1.5 })
+      .forEach(([k, v]) => r.setAttribute(k, v));
+    svg.append(r);
+  } else if (line) {
+    const l = document.createElementNS(ns, "line");
+    Object.entries({ x1: 2, y1: 8, x2: 26, y2: 8, stroke: color(line.color),
+      "stroke-width": Math.max(1.5, line.width), "stroke-linecap": "round" })
+      .forEach(([k, v]) => l.setAttribute(k, v));
+    if (line.dash) l.setAttribute("stroke-dasharray", line.dash.map((d) => d * Math.max(1.5, line.width)).join(" "));
+    svg.append(l);
+  } else if (circle) {
+    const c = document.createElementNS(ns, "circle");
+    Object.entries({ cx: 14, cy: 8, r: 5, fill: color(circle.color), stroke: color(circle.stroke) })
+      .forEach(([k, v]) => c.setAttribute(k, v));
+    svg.append(c);
+  }
+  return svg;
+}
+
+export function layerLabel(name, info) {
+  const key = `layer.${name}`;
+  const label = t(key);
+  return label === key ? info?.title || name : label;
+}

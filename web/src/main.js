@@ -1,0 +1,224 @@
+// The web map application served at "/": map, layers with legends, login and role-based tools.
+import "maplibre-gl/dist/maplibre-gl.css";
+import "./styles.css";
+
+import { Capabilities, getJSON, postJSON } from "./api.js";
+import { ParcelCard } from "./card.js";
+import { el } from "./dom.js";
+import { DossierList } from "./dossiers.js";
+import { FloodPanel } from "./flood.js";
+import { lang, onLangChange, setLang, t, translate } from "./i18n.js";
+import { LAYER_ORDER, addBuildingExtrusion, addStyledLayer, layerLabel, legendSwatch, readableLayers } from "./layers.js";
+import { addOverlays, createMap, trackCursor } from "./mapview.js";
+import { PermitTool } from "./permit.js";
+import { ParcelSearch } from "./search.js";
+
+class App {
+  constructor() {
+    this.user = { role: "anonymous", authenticated: false };
+    this.readable = {};
+    this.caps = new Capabilities({});
+    this.handlers = {};
+    this.drawing = false;
+  }
+
+  on(event, fn) {
+    (this.handlers[event] ||= []).push(fn);
+  }
+
+  emit(event, value) {
+    for (const fn of this.handlers[event] || []) fn(value);
+  }
+
+  async start() {
+    translate(document);
+    document.getElementById("lang-switch").addEventListener("click", () => setLang(lang() === "vi" ? "en" : "vi"));
+    onLangChange(() => this.relabel());
+    this.setupTabs();
+    this.setupLogin();
+    [this.caps, this.user] = await Promise.all([Capabilities.load(), getJSON("/auth/me")]);
+    this.showUser();
+
+    this.map = createMap("map");
+    trackCursor(this.map, document.getElementById("coord-city"), document.getElementById("coord-wgs"));
+    this.card = new ParcelCard(this);
+    await new Promise((resolve) => this.map.on("load", resolve));
+    addOverlays(this.map);
+    await this.loadLayers();
+    this.search = new ParcelSearch(this);
+    this.permit = new PermitTool(this);
+    this.dossiers = new DossierList(this);
+    this.flood = new FloodPanel(this);
+    this.flood.refresh();
+    this.map.on("click", (e) => {
+      if (!this.drawing) this.card.identifyAt(e.lngLat).catch((err) => this.flash(err.message));
+    });
+    document.body.dataset.ready = "true";
+  }
+
+  // --- layers -------------------------------------------------------------------------------
+
+  async loadLayers() {
+    const list = document.getElementById("layer-list");
+    list.replaceChildren();
+    try {
+      this.readable = await readableLayers();
+    } catch (err) {
+      this.flash(`${t("app.error")}: ${err.message}`);
+      this.readable = {};
+    }
+    const overlays = this.map.getLayer("selection-fill") ? "selection-fill" : undefined;
+    for (const [name, visible] of LAYER_ORDER) {
+      if (!this.readable[name]) continue;
+      const { ids, legend } = await addStyledLayer(this.map, name, visible);
+      if (overlays) for (const id of ids) this.map.moveLayer(id, overlays);
+      list.append(this.layerItem(name, ids, legend, visible));
+    }
+    if (this.readable.buildings) {
+      addBuildingExtrusion(this.map);
+      if (overlays) this.map.moveLayer("buildings-3d", overlays);
+    }
+    for (const name of ["hillshade", "flood"]) list.append(this.pendingItem(name));
+    if (!list.children.length) list.append(el("li", { class: "hint", text: t("layers.none") }));
+    this.fitToData();
+  }
+
+  layerItem(name, ids, legend, visible) {
+    const input = el("input", { type: "checkbox", id: `layer-${name}`, "data-layer": name, checked: visible });
+    input.addEventListener("change", () => {
+      for (const id of ids) {
+        const in3d = document.body.classList.contains("view-3d");
+        const show = input.checked && !(in3d && id === "buildings-fill");
+        this.map.setLayoutProperty(id, "visibility", show ? "visible" : "none");
+      }
+      if (name === "buildings" && this.map.getLayer("buildings-3d") && document.body.classList.contains("view-3d")) {
+        this.map.setLayoutProperty("buildings-3d", "visibility", input.checked ? "visible" : "none");
+      }
+    });
+    return el("li", { class: "layer-item" },
+      el("label", { for: `layer-${name}` }, input, legendSwatch(legend),
+        el("span", { class: "layer-name", "data-i18n": `layer.${name}`, text: layerLabel(name, this.readable[name]) })));
+  }
+
+  /** Raster products that appear when the server has them (DTM hillshade, flood results). */
+  pendingItem(name) {
+    return el("li", { class: "layer-item disabled", id: `layer-${name}-pending` },
+      el("label", {}, el("input", { type: "checkbox", disabled: true }),
+        el("span", { class: `swatch-raster ${name}` }),
+        el("span", { class: "layer-name", "data-i18n": `layer.${name}`, text: t(`layer.${name}`) }),
+        el("small", { class: "hint", "data-i18n": "layers.notAvailable", text: t("layers.notAvailable") })));
+  }
+
+  fitToData() {
+    const bbox = this.readable.parcels?.bbox;
+    if (bbox && bbox.length === 4) this.map.fitBounds([[bbox[0], bbox[1]], [bbox[2], bbox[3]]], { padding: 30, duration: 0 });
+  }
+
+  // --- users and roles ------------------------------------------------------------------------
+
+  setupLogin() {
+    const dialog = document.getElementById("login-dialog");
+    const error = document.getElementById("login-error");
+    document.getElementById("login-open").addEventListener("click", () => {
+      error.hidden = true;
+      dialog.showModal();
+    });
+    document.getElementById("login-cancel").addEventListener("click", () => dialog.close());
+    document.getElementById("login-form").addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const form = new FormData(e.target);
+      try {
+        await postJSON("/auth/login", { username: form.get("username"), password: form.get("password") });
+        dialog.close();
+        e.target.reset();
+        await this.reloadUser();
+      } catch (err) {
+        error.textContent = t("auth.failed", { message: err.message });
+        error.hidden = false;
+      }
+    });
+    document.getElementById("logout").addEventListener("click", async () => {
+      await postJSON("/auth/logout", {});
+      await this.reloadUser();
+    });
+  }
+
+  async reloadUser() {
+    this.user = await getJSON("/auth/me");
+    this.showUser();
+    this.card.close();
+    this.permit?.clear();
+    // what the caller may read (layers) and do (tools) depends on the role
+    for (const layer of this.map.getStyle().layers) {
+      if (!["background"].includes(layer.id) && !/^(selection|draw|violations)-/.test(layer.id)) this.map.removeLayer(layer.id);
+    }
+    for (const id of Object.keys(this.map.getStyle().sources)) {
+      if (!["selection", "draw", "violations"].includes(id)) this.map.removeSource(id);
+    }
+    await this.loadLayers();
+    this.flood.refresh();
+    if (!document.querySelector(".tabs .active:not([hidden])")) this.openTab("layers");
+  }
+
+  showUser() {
+    const u = this.user;
+    const role = u.authenticated ? u.role : "anonymous";
+    document.body.dataset.role = role;
+    const name = document.getElementById("user-name");
+    const badge = document.getElementById("user-role");
+    if (u.authenticated) {
+      name.removeAttribute("data-i18n");
+      name.textContent = u.username;
+      badge.dataset.i18n = `role.${u.role}`;
+      badge.textContent = t(`role.${u.role}`);
+      badge.hidden = false;
+    } else {
+      name.dataset.i18n = "auth.anonymous";
+      name.textContent = t("auth.anonymous");
+      badge.hidden = true;
+    }
+    document.getElementById("login-open").hidden = u.authenticated;
+    document.getElementById("logout").hidden = !u.authenticated;
+    for (const tab of document.querySelectorAll(".tabs [data-roles]")) {
+      tab.hidden = !tab.dataset.roles.split(" ").includes(role);
+      if (tab.hidden && tab.classList.contains("active")) this.openTab("layers");
+    }
+  }
+
+  setupTabs() {
+    for (const tab of document.querySelectorAll(".tabs [data-tab]")) {
+      tab.addEventListener("click", () => this.openTab(tab.dataset.tab));
+    }
+  }
+
+  openTab(name) {
+    for (const tab of document.querySelectorAll(".tabs [data-tab]")) {
+      tab.classList.toggle("active", tab.dataset.tab === name);
+      tab.setAttribute("aria-selected", String(tab.dataset.tab === name));
+    }
+    for (const panel of document.querySelectorAll("[data-panel]")) panel.hidden = panel.dataset.panel !== name;
+    if (name === "dossiers") this.dossiers?.load();
+    if (name === "flood") this.flood?.refresh();
+  }
+
+  relabel() {
+    if (this.card?.current) this.card.show(this.card.current);
+    this.flood?.refresh();
+  }
+
+  flash(text) {
+    const box = document.getElementById("map-message");
+    box.textContent = text;
+    box.hidden = false;
+    clearTimeout(this.flashTimer);
+    this.flashTimer = setTimeout(() => (box.hidden = true), 5000);
+  }
+}
+
+const app = new App();
+window.gisApp = app; // handy in the browser console and for end-to-end tests
+app.start().catch((err) => {
+  const box = document.getElementById("map-message");
+  box.textContent = `${t("app.error")}: ${err.message}`;
+  box.hidden = false;
+});
