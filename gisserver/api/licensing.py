@@ -1,0 +1,403 @@
+"""Licensing HTTP API: parcel register, rule tables, compliance checks, permit dossiers, public status.
+
+Views parse the request into typed values, call one domain function of ``licensing`` and
+serialize its result; errors are the project's (problem+json). Geometries are GeoJSON in the city
+CRS (EPSG:9210) unless the body names another ``crs`` (e.g. EPSG:4326, lon/lat).
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+from flask import Blueprint, Response, jsonify, request, send_file
+
+from gisserver.api import services
+from gisserver.crs import CITY_EPSG, CITY_SRID, resolve_srid
+from gisserver.errors import InvalidInput, InvalidParameter, UnknownCRS
+from gisserver.params import parse_bbox, parse_choice, parse_datetime, parse_int
+from gisserver.web_auth import principal, require_roles
+from licensing import check, corridors, dossiers, register, report, rules
+from licensing.dossiers import Actor
+from licensing.errors import PreconditionRequired
+from licensing.geometry import POLYGONAL, parse_geojson
+
+bp = Blueprint("licensing", __name__)
+
+STAFF = ("officer", "planner", "admin")
+EDITORS = ("officer", "admin")
+ANY_USER = ("public", "officer", "planner", "admin")
+
+
+# --- parsing helpers -----------------------------------------------------------------------------
+
+def _body() -> dict:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise InvalidInput("send a JSON object (Content-Type: application/json)")
+    return body
+
+
+def _srid(body: dict) -> int:
+    try:
+        return resolve_srid(body.get("crs"), default=CITY_SRID)
+    except UnknownCRS as exc:
+        raise InvalidParameter("crs", exc.message) from None
+
+
+def _date(name: str, value) -> date | None:
+    if value is None or value == "":
+        return None
+    try:
+        return date.fromisoformat(value)
+    except (TypeError, ValueError):
+        raise InvalidParameter(name, f"{value!r} is not an ISO date (YYYY-MM-DD)") from None
+
+
+def _int_field(body: dict, key: str, *, required: bool = True) -> int | None:
+    value = body.get(key)
+    if value is None and not required:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InvalidInput(f"{key} must be an integer")
+    return value
+
+
+def _actor() -> Actor:
+    p = principal()
+    return Actor(p.username, p.role, p.user_id)
+
+
+def _feature(parcel: dict) -> dict:
+    props = register.parcel_dict(parcel)
+    geometry = props.pop("geometry")
+    return {"type": "Feature", "id": parcel["id"], "geometry": geometry, "properties": props}
+
+
+def _collection(parcels: list[dict]) -> dict:
+    return {"type": "FeatureCollection", "crs_epsg": CITY_EPSG, "features": [_feature(p) for p in parcels],
+            "numberReturned": len(parcels)}
+
+
+# --- parcel register -----------------------------------------------------------------------------
+
+@bp.get("/api/register/parcels")
+@require_roles(*STAFF)
+def list_parcels():
+    at = parse_datetime("at", request.args.get("at"))
+    bbox = parse_bbox("bbox", request.args.get("bbox"), srid=CITY_SRID)
+    limit = parse_int("limit", request.args.get("limit"), default=100, minimum=1, maximum=10000)
+    ward = request.args.get("ward") or None
+    with services().engine.connect() as conn:
+        if request.args.get("sheet") or request.args.get("no"):
+            if not ward:
+                raise InvalidParameter("ward", "is required with sheet and no")
+            sheet = parse_int("sheet", request.args.get("sheet"), minimum=1)
+            number = parse_int("no", request.args.get("no"), minimum=1)
+            parcels = [register.find_parcel(conn, ward, sheet, number, at=at)]
+        else:
+            box = (bbox.minx, bbox.miny, bbox.maxx, bbox.maxy) if bbox else None
+            parcels = register.parcels_as_of(conn, at, ward_code=ward, bbox=box, limit=limit)
+    return jsonify(_collection(parcels))
+
+
+@bp.get("/api/register/parcels/<int:parcel_id>")
+@require_roles(*STAFF)
+def get_parcel(parcel_id: int):
+    with services().engine.connect() as conn:
+        feature = _feature(register.get_parcel(conn, parcel_id))
+        feature["properties"]["rrr"] = register.list_rrr(conn, parcel_id, include_ended=True)
+    return jsonify(feature)
+
+
+@bp.get("/api/register/parcels/<int:parcel_id>/versions")
+@require_roles(*STAFF)
+def parcel_versions(parcel_id: int):
+    with services().engine.connect() as conn:
+        p = register.get_parcel(conn, parcel_id)
+        versions = register.parcel_versions(conn, p["ward_code"], p["sheet_no"], p["parcel_no"])
+    return jsonify(_collection(versions))
+
+
+@bp.get("/api/register/parcels/<int:parcel_id>/lineage")
+@require_roles(*STAFF)
+def parcel_lineage(parcel_id: int):
+    direction = parse_choice("direction", request.args.get("direction"), ("ancestors", "descendants"),
+                             default="ancestors")
+    with services().engine.connect() as conn:
+        return jsonify(register.lineage(conn, parcel_id, direction=direction))
+
+
+@bp.get("/api/register/parcels/<int:parcel_id>/history")
+@require_roles(*STAFF)
+def parcel_history(parcel_id: int):
+    with services().engine.connect() as conn:
+        return jsonify(register.parcel_history(conn, parcel_id))
+
+
+@bp.post("/api/register/parcels")
+@require_roles(*EDITORS)
+def create_parcel():
+    body = _body()
+    geom = parse_geojson(body.get("geometry"), srid=_srid(body), expect=POLYGONAL)
+    fields = {k: body.get(k) for k in ("land_use", "legal_area", "address", "owner_name", "attributes")}
+    with services().engine.begin() as conn:
+        result = register.create_parcel(
+            conn, principal().username, ward_code=body.get("ward_code"), sheet_no=body.get("sheet_no"),
+            parcel_no=body.get("parcel_no"), geom=geom, source=body.get("source"), note=body.get("note") or "",
+            **fields,
+        )
+    return jsonify(result), 201
+
+
+@bp.post("/api/register/parcels/<int:parcel_id>/split")
+@require_roles(*EDITORS)
+def split_parcel(parcel_id: int):
+    body = _body()
+    line = parse_geojson(body.get("line"), srid=_srid(body), expect=("LineString", "MultiLineString"), what="line")
+    numbers = body.get("numbers")
+    if numbers is not None and (not isinstance(numbers, list) or not all(isinstance(n, int) for n in numbers)):
+        raise InvalidInput("numbers must be a list of integers")
+    with services().engine.begin() as conn:
+        result = register.split_parcel(conn, principal().username, parcel_id, line, numbers=numbers,
+                                       source=body.get("source"), note=body.get("note") or "")
+    return jsonify(result), 201
+
+
+@bp.post("/api/register/merge")
+@require_roles(*EDITORS)
+def merge_parcels():
+    body = _body()
+    ids = body.get("parcel_ids")
+    if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+        raise InvalidInput("parcel_ids must be a list of parcel version ids")
+    with services().engine.begin() as conn:
+        result = register.merge_parcels(conn, principal().username, ids,
+                                        parcel_no=_int_field(body, "parcel_no", required=False),
+                                        land_use=body.get("land_use"), source=body.get("source"),
+                                        note=body.get("note") or "")
+    return jsonify(result), 201
+
+
+@bp.post("/api/register/parcels/<int:parcel_id>/adjust")
+@require_roles(*EDITORS)
+def adjust_boundary(parcel_id: int):
+    body = _body()
+    geom = parse_geojson(body.get("geometry"), srid=_srid(body), expect=POLYGONAL)
+    with services().engine.begin() as conn:
+        result = register.adjust_boundary(conn, principal().username, parcel_id, _int_field(body, "neighbour_id"),
+                                          geom, source=body.get("source"), note=body.get("note") or "")
+    return jsonify(result), 201
+
+
+@bp.post("/api/register/parcels/<int:parcel_id>/attributes")
+@require_roles(*EDITORS)
+def change_attributes(parcel_id: int):
+    body = _body()
+    with services().engine.begin() as conn:
+        result = register.change_attributes(conn, principal().username, parcel_id, body.get("changes"),
+                                            source=body.get("source"), note=body.get("note") or "")
+    return jsonify(result), 201
+
+
+@bp.post("/api/register/parcels/<int:parcel_id>/rrr")
+@require_roles(*EDITORS)
+def add_rrr(parcel_id: int):
+    body = _body()
+    share = body.get("share")
+    if share is not None and (isinstance(share, bool) or not isinstance(share, int | float)):
+        raise InvalidInput("share must be a number")
+    with services().engine.begin() as conn:
+        rrr_id = register.add_rrr(conn, principal().username, parcel_id, kind=body.get("kind"), type=body.get("type"),
+                                  party_id=_int_field(body, "party_id", required=False), share=share,
+                                  description=body.get("description") or "", source=body.get("source"))
+    return jsonify(id=rrr_id), 201
+
+
+@bp.post("/api/register/parties")
+@require_roles(*EDITORS)
+def create_party():
+    body = _body()
+    with services().engine.begin() as conn:
+        party_id = register.create_party(conn, principal().username, name=body.get("name"),
+                                         kind=body.get("kind") or "person", id_number=body.get("id_number"),
+                                         address=body.get("address"))
+    return jsonify(id=party_id), 201
+
+
+# --- rule tables and corridors ------------------------------------------------------------------
+
+@bp.get("/api/rules")
+def list_rules():
+    on = _date("on", request.args.get("on"))
+    with services().engine.connect() as conn:
+        return jsonify([r.as_dict() for r in rules.list_rule_tables(conn, on)])
+
+
+@bp.get("/api/rules/<rule_id>")
+def rule_versions(rule_id: str):
+    with services().engine.connect() as conn:
+        return jsonify([r.as_dict() for r in rules.rule_versions(conn, rule_id)])
+
+
+@bp.post("/api/rules/<rule_id>")
+@require_roles("admin")
+def publish_rule(rule_id: str):
+    body = _body()
+    effective_from = _date("effective_from", body.get("effective_from"))
+    if effective_from is None:
+        raise InvalidParameter("effective_from", "is required")
+    verify = body.get("verify")
+    if verify is not None and not isinstance(verify, bool):
+        raise InvalidInput("verify must be true or false")
+    with services().engine.begin() as conn:
+        new = rules.publish_rule_version(conn, principal().username, rule_id, data=body.get("data"),
+                                         effective_from=effective_from, legal_basis=body.get("legal_basis"),
+                                         verify=verify, title=body.get("title"), note=body.get("note") or "")
+    return jsonify(new.as_dict()), 201
+
+
+@bp.post("/api/corridors/generate")
+@require_roles("admin")
+def generate_corridors():
+    body = request.get_json(silent=True) or {}
+    kinds = body.get("kinds", list(corridors.KINDS))
+    if not isinstance(kinds, list) or not all(isinstance(k, str) for k in kinds):
+        raise InvalidInput("kinds must be a list of corridor kinds")
+    with services().engine.begin() as conn:
+        return jsonify(corridors.generate_corridors(conn, principal().username, kinds=tuple(kinds)))
+
+
+# --- compliance check ------------------------------------------------------------------------------
+
+@bp.post("/api/checks")
+@require_roles(*ANY_USER)
+def run_check():
+    fmt = parse_choice("format", request.args.get("format"), ("json", "html", "pdf"), default="json")
+    on = _date("on", request.args.get("on"))
+    parcel_id, proposal = check.proposal_from_json(_body())
+    settings = services().settings
+    with services().engine.connect() as conn:
+        result = check.check_building(conn, parcel_id, proposal, on=on, raster_root=settings.raster_dir)
+    if fmt == "html":
+        return Response(report.render_html(result), mimetype="text/html")
+    if fmt == "pdf":
+        resp = Response(report.render_pdf(result), mimetype="application/pdf")
+        resp.headers["Content-Disposition"] = f'inline; filename="check-parcel-{parcel_id}.pdf"'
+        return resp
+    return jsonify(result)
+
+
+# --- dossiers ----------------------------------------------------------------------------------------
+
+def _with_etag(payload: dict, status: int = 200):
+    resp = jsonify(payload)
+    resp.status_code = status
+    resp.headers["ETag"] = payload["etag"]
+    return resp
+
+
+def _if_match(*, required: bool) -> int | None:
+    header = request.headers.get("If-Match")
+    if not header:
+        if required:
+            raise PreconditionRequired("send the dossier's ETag in If-Match to edit it")
+        return None
+    tag = header.strip()
+    if tag.startswith("W/"):
+        tag = tag[2:]
+    tag = tag.strip('"')
+    if not tag.isdigit():
+        raise InvalidParameter("If-Match", "must be the ETag returned for the dossier, e.g. \"3\"")
+    return int(tag)
+
+
+@bp.post("/api/dossiers")
+@require_roles(*ANY_USER)
+def create_dossier():
+    body = _body()
+    fields = {k: body[k] for k in dossiers.EDITABLE if k in body}
+    with services().engine.begin() as conn:
+        created = dossiers.create_dossier(conn, _actor(), kind=body.get("kind"), **fields)
+    return _with_etag(created, 201)
+
+
+@bp.get("/api/dossiers")
+@require_roles(*ANY_USER)
+def list_dossiers():
+    state = request.args.get("state") or None
+    limit = parse_int("limit", request.args.get("limit"), default=100, minimum=1, maximum=1000)
+    with services().engine.connect() as conn:
+        return jsonify(dossiers.list_dossiers(conn, _actor(), state=state, limit=limit))
+
+
+@bp.get("/api/dossiers/overdue")
+@require_roles(*STAFF)
+def overdue_dossiers():
+    today = _date("today", request.args.get("today"))
+    with services().engine.connect() as conn:
+        return jsonify(dossiers.overdue_report(conn, today=today))
+
+
+@bp.get("/api/dossiers/<int:dossier_id>")
+@require_roles(*ANY_USER)
+def get_dossier(dossier_id: int):
+    with services().engine.connect() as conn:
+        return _with_etag(dossiers.get_dossier(conn, dossier_id, _actor()))
+
+
+@bp.patch("/api/dossiers/<int:dossier_id>")
+@require_roles(*ANY_USER)
+def update_dossier(dossier_id: int):
+    version = _if_match(required=True)
+    body = _body()
+    with services().engine.begin() as conn:
+        return _with_etag(dossiers.update_dossier(conn, _actor(), dossier_id, version, body))
+
+
+@bp.post("/api/dossiers/<int:dossier_id>/transitions")
+@require_roles(*ANY_USER)
+def transition_dossier(dossier_id: int):
+    version = _if_match(required=False)
+    body = _body()
+    to_state = body.get("to")
+    if not isinstance(to_state, str):
+        raise InvalidInput("to (the new state) is required")
+    with services().engine.begin() as conn:
+        moved = dossiers.transition(conn, _actor(), dossier_id, to_state, note=body.get("note") or "",
+                                    expected_version=version)
+    return _with_etag(moved)
+
+
+@bp.get("/api/dossiers/<int:dossier_id>/history")
+@require_roles(*ANY_USER)
+def dossier_history(dossier_id: int):
+    with services().engine.connect() as conn:
+        return jsonify(dossiers.dossier_history(conn, dossier_id, _actor()))
+
+
+@bp.post("/api/dossiers/<int:dossier_id>/attachments")
+@require_roles(*ANY_USER)
+def add_attachment(dossier_id: int):
+    upload = request.files.get("file")
+    if upload is None:
+        raise InvalidInput("send the file as multipart/form-data field 'file'")
+    mime = (upload.mimetype or "").lower()
+    with services().engine.begin() as conn:
+        rec = dossiers.add_attachment(conn, _actor(), dossier_id, filename=upload.filename or "", mime_type=mime,
+                                      stream=upload.stream, storage_root=services().settings.upload_dir)
+    return jsonify(rec), 201
+
+
+@bp.get("/api/dossiers/<int:dossier_id>/attachments/<int:attachment_id>")
+@require_roles(*ANY_USER)
+def get_attachment(dossier_id: int, attachment_id: int):
+    with services().engine.connect() as conn:
+        path, mime, name = dossiers.attachment_file(conn, dossier_id, attachment_id, _actor(),
+                                                    services().settings.upload_dir)
+    return send_file(path, mimetype=mime, download_name=name, as_attachment=True)
+
+
+@bp.get("/public/dossiers/<code>")
+def public_dossier(code: str):
+    with services().engine.connect() as conn:
+        return jsonify(dossiers.public_status(conn, code))
