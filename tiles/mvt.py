@@ -9,7 +9,9 @@ attributes (never owners' names), and some layers start at a minimum zoom.
 
 from __future__ import annotations
 
-from sqlalchemy import Table, func, select
+from functools import lru_cache
+
+from sqlalchemy import Float, Integer, Table, bindparam, func, select
 from sqlalchemy.engine import Connection
 
 from gisserver.security import Principal
@@ -62,7 +64,11 @@ def simplify_tolerance(z: int) -> float | None:
 
 
 def tile_columns(info: LayerInfo, table: Table) -> list:
-    wanted = MVT_ATTRIBUTES.get(info.name)
+    return _tile_columns(info.name, table)
+
+
+def _tile_columns(layer_name: str, table: Table) -> list:
+    wanted = MVT_ATTRIBUTES.get(layer_name)
     props = property_columns(table)
     if wanted is None:
         return [c for c in props if c.name not in PRIVATE_COLUMNS and not c.primary_key]
@@ -83,29 +89,47 @@ def current_filter(table: Table):
     return []
 
 
-def mvt_query(info: LayerInfo, table: Table, z: int, x: int, y: int):
-    """The ``SELECT ST_AsMVT(...)`` statement for one tile (bound parameters only)."""
+@lru_cache(maxsize=256)
+def mvt_statement(table: Table, layer_name: str, geometry_type: str, simplify: bool):
+    """The ``SELECT ST_AsMVT(...)`` statement of a layer, built once, with bound parameters
+    ``z``, ``x``, ``y``, ``tolerance`` and ``cap`` (building the expression costs more than running
+    a small tile, so it is cached per table and variant)."""
+    z, x, y = (bindparam(n, type_=Integer) for n in ("z", "x", "y"))
     world = func.ST_MakeEnvelope(-WORLD, -WORLD, WORLD, WORLD, 3857)
     envelope = func.ST_TileEnvelope(z, x, y)
     search = func.ST_TileEnvelope(z, x, y, world, BUFFER / EXTENT)
     geom = table.c.geom_3857
-    tolerance = simplify_tolerance(z)
-    if tolerance and "point" not in info.geometry_type.lower():
-        geom = func.ST_Simplify(geom, tolerance, True)
+    if simplify:
+        geom = func.ST_Simplify(geom, bindparam("tolerance", type_=Float), True)
     fid = _feature_id_column(table)
-    columns = tile_columns(info, table)
+    columns = _tile_columns(layer_name, table)
     if fid is not None and fid not in columns:
         columns = [fid, *columns]
     inner = (
         select(*columns, func.ST_AsMVTGeom(geom, envelope, EXTENT, BUFFER, True).label("mvtgeom"))
         .where(table.c.geom_3857.op("&&")(search), *current_filter(table))
-        .limit(feature_cap(z))
+        .limit(bindparam("cap", type_=Integer))
         .subquery("q")
     )
-    args = [inner.table_valued(), info.name, EXTENT, "mvtgeom"]
+    args = [inner.table_valued(), layer_name, EXTENT, "mvtgeom"]
     if fid is not None:
         args.append(fid.name)
     return select(func.coalesce(func.ST_AsMVT(*args), b"")).where(inner.c.mvtgeom.isnot(None))
+
+
+def mvt_parameters(info: LayerInfo, z: int, x: int, y: int) -> tuple[bool, dict]:
+    tolerance = simplify_tolerance(z)
+    simplify = bool(tolerance) and "point" not in info.geometry_type.lower()
+    params = {"z": z, "x": x, "y": y, "cap": feature_cap(z)}
+    if simplify:
+        params["tolerance"] = tolerance
+    return simplify, params
+
+
+def mvt_query(info: LayerInfo, table: Table, z: int, x: int, y: int):
+    """The statement for one tile with its parameters bound (for inspection and EXPLAIN)."""
+    simplify, params = mvt_parameters(info, z, x, y)
+    return mvt_statement(table, info.name, info.geometry_type, simplify).params(params)
 
 
 def build_tile(conn: Connection, info: LayerInfo, z: int, x: int, y: int) -> bytes:
@@ -113,7 +137,8 @@ def build_tile(conn: Connection, info: LayerInfo, z: int, x: int, y: int) -> byt
     if z < MIN_ZOOM.get(info.name, 0):
         return b""
     table = layer_table(conn, info)
-    data = conn.execute(mvt_query(info, table, z, x, y)).scalar()
+    simplify, params = mvt_parameters(info, z, x, y)
+    data = conn.execute(mvt_statement(table, info.name, info.geometry_type, simplify), params).scalar()
     return bytes(data) if data is not None else b""
 
 

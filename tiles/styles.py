@@ -40,6 +40,7 @@ STYLES: dict[str, dict[str, LayerStyle]] = {
                               label="parcel_no", label_size=9, title="Parcels"),
         "land_use": LayerStyle(fill="#e9c46a", fill_opacity=0.7, stroke="#6b4f1d", width=0.6,
                                label="land_use", label_size=9, title="Parcels by land use"),
+        "outline": LayerStyle(fill=None, stroke="#a0522d", width=1.0, title="Parcel boundaries"),
     },
     "buildings": {"default": LayerStyle(fill="#b5a8a0", fill_opacity=0.85, stroke="#6d625c", width=0.6,
                                         title="Buildings")},

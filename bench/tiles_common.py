@@ -1,0 +1,131 @@
+"""Shared set-up of the tile benchmarks: a throw-away database with the demo neighbourhood,
+gunicorn serving the app, wrk driving load. Nothing here runs at import time."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def demo_database():
+    """(url, engine) of a fresh database migrated to head with the demo data loaded; dropped after."""
+    import psycopg2
+
+    from gisserver import migrate
+    from gisserver.config import Settings
+    from gisserver.db import make_engine
+    from gisserver.pgcluster import cluster_from_settings
+    from layers import demo
+
+    cluster = cluster_from_settings(Settings.from_env())
+    cluster.start()
+    template = cluster.url("{db}").replace("%7Bdb%7D", "{db}")
+    name = f"gisserver_bench_{uuid.uuid4().hex[:8]}"
+    admin = psycopg2.connect(template.format(db="postgres"))
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute("SELECT quote_ident(%s)", (name,))
+        ident = cur.fetchone()[0]
+        cur.execute("CREATE DATABASE " + ident + " TEMPLATE template0 ENCODING 'UTF8'")
+    url = template.format(db=name)
+    engine = make_engine(url, pool_size=2)
+    try:
+        migrate.upgrade(engine)
+        demo.load(engine, demo.generate(seed=2026))
+        with engine.begin() as conn:
+            from sqlalchemy import text
+
+            conn.execute(text("ANALYZE"))
+        yield url, engine
+    finally:
+        engine.dispose()
+        with admin.cursor() as cur:
+            cur.execute("DROP DATABASE IF EXISTS " + ident + " WITH (FORCE)")
+        admin.close()
+
+
+@contextmanager
+def gunicorn(url: str, var_dir: Path, workers: int = 2):
+    """The app under gunicorn (sync workers) on a loopback port; yields the base URL."""
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": url, "GISSERVER_VAR_DIR": str(var_dir)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--bind", f"127.0.0.1:{port}",
+         "--log-level", "warning", "gisserver:create_app()"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(base + "/health")
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def wait_http(url: str, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(url, timeout=20).status_code < 500:
+                return
+        except (requests.ConnectionError, requests.Timeout):
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer")
+
+
+def wrk(urls: list[str], seconds: int = 5, connections: int = 4, threads: int = 2) -> float:
+    """Requests per second that wrk reaches cycling through ``urls`` (non-2xx/3xx responses fail)."""
+    if shutil.which("wrk") is None:
+        raise RuntimeError("wrk is not installed (apt-get install wrk)")
+    with tempfile.TemporaryDirectory() as tmp:
+        script = Path(tmp) / "urls.lua"
+        paths = ",".join('"' + u.split("/", 3)[3].replace('"', "") + '"' for u in urls)
+        script.write_text(
+            "local paths = {" + paths + "}\n"
+            "local i = 0\n"
+            "request = function()\n  i = (i % #paths) + 1\n  return wrk.format('GET', '/' .. paths[i])\nend\n"
+            "local bad = 0\n"
+            "response = function(status, headers, body)\n  if status >= 400 then bad = bad + 1 end\nend\n"
+            "done = function(summary, latency, requests)\n  io.write('BAD ' .. bad .. '\\n')\nend\n"
+        )
+        base = "/".join(urls[0].split("/", 3)[:3])
+        out = subprocess.run(["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s",
+                              "-s", str(script), base], capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if errors and int(errors.group(1)):
+        raise RuntimeError(f"{errors.group(1)} failed responses:\n{out}")
+    return rps
+
+
+def demo_tiles(engine, zooms=(15, 16, 17)):
+    """Web-mercator tiles covering the demo parcels."""
+    from layers.catalogue import extent_wgs84
+    from tiles.tms import tiles_in_lonlat_bbox
+
+    with engine.connect() as conn:
+        bbox = extent_wgs84(conn, "parcels")
+    return list(tiles_in_lonlat_bbox(bbox, range(min(zooms), max(zooms) + 1)))
