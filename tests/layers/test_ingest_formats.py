@@ -1,0 +1,138 @@
+"""Each supported format loads, with Vietnamese text intact."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import text
+
+from layers.ingest import load_layer
+from tests.layers.conftest import ADDRESSES, PARCEL_MAP, X0, Y0, parcel_frame
+
+
+def _parcels(engine):
+    with engine.connect() as conn:
+        return conn.execute(text(
+            "SELECT parcel_no, address, attributes, ST_AsText(geom) AS wkt, ST_GeometryType(geom) AS gtype "
+            "FROM parcel ORDER BY parcel_no"
+        )).mappings().all()
+
+
+def test_geopackage_into_parcels(catalogue, parcels_gpkg):
+    report = load_layer(catalogue, parcels_gpkg, "parcels", actor="tester", mapping=PARCEL_MAP)
+    assert (report.read, report.loaded, report.rejected) == (6, 6, 0)
+    rows = _parcels(catalogue)
+    assert [r["address"] for r in rows] == ADDRESSES
+    assert rows[0]["gtype"] == "ST_MultiPolygon"
+    assert rows[0]["attributes"] == {"GhiChu": "ghi chú 0"}
+
+
+def _zip(path, out):
+    import zipfile
+
+    with zipfile.ZipFile(out, "w") as zf:
+        for part in sorted(p for p in path.parent.glob(path.stem + ".*") if p.suffix != ".zip"):
+            zf.write(part, part.name)
+    return out
+
+
+def _shapefile(tmp_path, encoding, cpg=None):
+    import pyogrio
+
+    from tests.layers.conftest import parcel_frame
+
+    shp = tmp_path / "thua_dat.shp"
+    pyogrio.write_dataframe(parcel_frame(), shp, encoding=encoding)
+    if cpg is not None:
+        shp.with_suffix(".cpg").write_text(cpg)
+    return _zip(shp, tmp_path / "thua_dat.zip")
+
+
+@pytest.mark.parametrize("encoding, cpg", [("utf-8", None), ("cp1258", None), ("cp1258", "1258"),
+                                           ("cp1258", "ANSI 1258")])
+def test_zipped_shapefile_honours_cpg(catalogue, tmp_path, encoding, cpg):
+    """Vietnamese text in a UTF-8 or Windows-1258 .dbf comes through intact (last letter too)."""
+    archive = _shapefile(tmp_path, encoding, cpg)
+    report = load_layer(catalogue, archive, "parcels", actor="tester", mapping=PARCEL_MAP)
+    assert report.loaded == 6 and report.source["driver"] == "ESRI Shapefile"
+    assert report.source["encoding"] == ("utf-8" if encoding == "utf-8" else "cp1258")
+    rows = _parcels(catalogue)
+    assert [r["address"] for r in rows] == ADDRESSES
+    assert rows[1]["attributes"] == {"GhiChu": "ghi chú 1"}
+
+
+def test_shapefile_without_cpg_takes_declared_encoding(catalogue, tmp_path):
+    archive_dir = tmp_path / "x"
+    archive_dir.mkdir()
+    import pyogrio
+
+    from tests.layers.conftest import parcel_frame
+
+    shp = archive_dir / "thua.shp"
+    pyogrio.write_dataframe(parcel_frame(), shp, encoding="cp1258")
+    shp.with_suffix(".cpg").unlink()
+    report = load_layer(catalogue, shp, "parcels", actor="tester", mapping=PARCEL_MAP, encoding="cp1258")
+    assert report.loaded == 6
+    assert [r["address"] for r in _parcels(catalogue)] == ADDRESSES
+
+
+def test_geojson_in_wgs84(catalogue, tmp_path):
+    path = tmp_path / "parcels.geojson"
+    parcel_frame(crs="EPSG:4326").to_file(path, driver="GeoJSON")
+    report = load_layer(catalogue, path, "parcels", actor="tester", mapping=PARCEL_MAP)
+    assert report.loaded == 6 and report.source["crs"] == "EPSG:4326"
+    with catalogue.connect() as conn:
+        minx, miny = conn.execute(text("SELECT ST_XMin(ST_Extent(geom)), ST_YMin(ST_Extent(geom)) FROM parcel")).one()
+    assert abs(minx - X0) < 0.01 and abs(miny - Y0) < 0.01
+    assert [r["address"] for r in _parcels(catalogue)] == ADDRESSES
+
+
+def test_flatgeobuf(catalogue, tmp_path):
+    path = tmp_path / "parcels.fgb"
+    parcel_frame().to_file(path, driver="FlatGeobuf")
+    report = load_layer(catalogue, path, "parcels", actor="tester", mapping=PARCEL_MAP)
+    assert report.loaded == 6
+    assert [r["address"] for r in _parcels(catalogue)] == ADDRESSES
+
+
+def test_csv_with_wkt_column(catalogue, tmp_path):
+    frame = parcel_frame()
+    path = tmp_path / "parcels.csv"
+    out = frame.drop(columns="geometry").assign(WKT=frame.geometry.to_wkt())
+    out.to_csv(path, index=False)
+    report = load_layer(catalogue, path, "parcels", actor="tester", mapping=PARCEL_MAP, crs="EPSG:9210")
+    assert report.loaded == 6 and report.source["driver"] == "CSV"
+    rows = _parcels(catalogue)
+    assert [r["address"] for r in rows] == ADDRESSES
+    assert rows[0]["wkt"].startswith("MULTIPOLYGON")
+
+
+def test_dxf_as_generic_layer(catalogue, tmp_path):
+    import geopandas as gpd
+    from shapely.geometry import LineString
+
+    path = tmp_path / "duong.dxf"
+    lines = gpd.GeoDataFrame(
+        {"Layer": ["DUONG", "DUONG"]},
+        geometry=[LineString([(X0, Y0), (X0 + 50, Y0)]), LineString([(X0, Y0 + 10), (X0 + 50, Y0 + 10)])],
+    )
+    with pytest.warns(UserWarning, match="crs"):  # DXF has no CRS: the load must declare one
+        lines.to_file(path, driver="DXF")
+    report = load_layer(catalogue, path, "cad_roads", actor="tester", crs="EPSG:9210")
+    assert report.kind == "generic" and report.created and report.loaded == 2
+    with catalogue.connect() as conn:
+        row = conn.execute(text(
+            "SELECT kind, table_schema, table_name, feature_count FROM layer WHERE name = 'cad_roads'"
+        )).one()
+        assert tuple(row) == ("generic", "layerdata", "cad_roads", 2)
+        assert conn.execute(text("SELECT count(*) FROM layerdata.cad_roads WHERE layer = 'DUONG'")).scalar() == 2
+
+
+def test_dgn_as_generic_layer(catalogue, tmp_path):
+    import geopandas as gpd
+    from shapely.geometry import LineString
+
+    path = tmp_path / "ranh.dgn"
+    with pytest.warns(UserWarning, match="crs"):
+        gpd.GeoDataFrame(geometry=[LineString([(X0, Y0), (X0 + 50, Y0 + 5)])]).to_file(path, driver="DGN")
+    report = load_layer(catalogue, path, "cad_lines", actor="tester", crs="EPSG:9210")
+    assert report.kind == "generic" and report.loaded == 1
