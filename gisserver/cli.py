@@ -290,6 +290,7 @@ def serve(host, port, workers, dev):
 # modules that add command groups of their own to ``main``
 COMMAND_MODULES: list[str] = [
     "gisserver.cli_tiles",
+    "gisserver.cli_licensing",
 ]
 
 

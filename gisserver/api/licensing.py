@@ -83,6 +83,7 @@ def _collection(parcels: list[dict]) -> dict:
 @bp.get("/api/register/parcels")
 @require_roles(*STAFF)
 def list_parcels():
+    """Parcels of the register as of a date (ward, bbox in EPSG:9210, or ward+sheet+no); staff only."""
     at = parse_datetime("at", request.args.get("at"))
     bbox = parse_bbox("bbox", request.args.get("bbox"), srid=CITY_SRID)
     limit = parse_int("limit", request.args.get("limit"), default=100, minimum=1, maximum=10000)
@@ -103,6 +104,7 @@ def list_parcels():
 @bp.get("/api/register/parcels/<int:parcel_id>")
 @require_roles(*STAFF)
 def get_parcel(parcel_id: int):
+    """One parcel version with its rights, restrictions and responsibilities."""
     with services().engine.connect() as conn:
         feature = _feature(register.get_parcel(conn, parcel_id))
         feature["properties"]["rrr"] = register.list_rrr(conn, parcel_id, include_ended=True)
@@ -112,6 +114,7 @@ def get_parcel(parcel_id: int):
 @bp.get("/api/register/parcels/<int:parcel_id>/versions")
 @require_roles(*STAFF)
 def parcel_versions(parcel_id: int):
+    """Every version of the parcel's number (history, never deleted)."""
     with services().engine.connect() as conn:
         p = register.get_parcel(conn, parcel_id)
         versions = register.parcel_versions(conn, p["ward_code"], p["sheet_no"], p["parcel_no"])
@@ -121,6 +124,7 @@ def parcel_versions(parcel_id: int):
 @bp.get("/api/register/parcels/<int:parcel_id>/lineage")
 @require_roles(*STAFF)
 def parcel_lineage(parcel_id: int):
+    """Ancestors or descendants of a parcel version (split, merge, adjust, attribute changes)."""
     direction = parse_choice("direction", request.args.get("direction"), ("ancestors", "descendants"),
                              default="ancestors")
     with services().engine.connect() as conn:
@@ -130,6 +134,7 @@ def parcel_lineage(parcel_id: int):
 @bp.get("/api/register/parcels/<int:parcel_id>/history")
 @require_roles(*STAFF)
 def parcel_history(parcel_id: int):
+    """Audit log entries of a parcel version."""
     with services().engine.connect() as conn:
         return jsonify(register.parcel_history(conn, parcel_id))
 
@@ -137,6 +142,7 @@ def parcel_history(parcel_id: int):
 @bp.post("/api/register/parcels")
 @require_roles(*EDITORS)
 def create_parcel():
+    """Register a new parcel (validated: valid polygon, no overlap with current neighbours)."""
     body = _body()
     geom = parse_geojson(body.get("geometry"), srid=_srid(body), expect=POLYGONAL)
     fields = {k: body.get(k) for k in ("land_use", "legal_area", "address", "owner_name", "attributes")}
@@ -152,6 +158,7 @@ def create_parcel():
 @bp.post("/api/register/parcels/<int:parcel_id>/split")
 @require_roles(*EDITORS)
 def split_parcel(parcel_id: int):
+    """Split a parcel along a line into new parcels (lineage kept; 422 with the faulty geometry)."""
     body = _body()
     line = parse_geojson(body.get("line"), srid=_srid(body), expect=("LineString", "MultiLineString"), what="line")
     numbers = body.get("numbers")
@@ -166,6 +173,7 @@ def split_parcel(parcel_id: int):
 @bp.post("/api/register/merge")
 @require_roles(*EDITORS)
 def merge_parcels():
+    """Merge adjacent parcels of one ward and sheet into one."""
     body = _body()
     ids = body.get("parcel_ids")
     if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
@@ -181,6 +189,7 @@ def merge_parcels():
 @bp.post("/api/register/parcels/<int:parcel_id>/adjust")
 @require_roles(*EDITORS)
 def adjust_boundary(parcel_id: int):
+    """Move the boundary between two neighbouring parcels (areas conserved)."""
     body = _body()
     geom = parse_geojson(body.get("geometry"), srid=_srid(body), expect=POLYGONAL)
     with services().engine.begin() as conn:
@@ -192,6 +201,7 @@ def adjust_boundary(parcel_id: int):
 @bp.post("/api/register/parcels/<int:parcel_id>/attributes")
 @require_roles(*EDITORS)
 def change_attributes(parcel_id: int):
+    """New version of a parcel with changed attributes."""
     body = _body()
     with services().engine.begin() as conn:
         result = register.change_attributes(conn, principal().username, parcel_id, body.get("changes"),
@@ -202,6 +212,7 @@ def change_attributes(parcel_id: int):
 @bp.post("/api/register/parcels/<int:parcel_id>/rrr")
 @require_roles(*EDITORS)
 def add_rrr(parcel_id: int):
+    """Attach a right, restriction or responsibility to the current version of a parcel."""
     body = _body()
     share = body.get("share")
     if share is not None and (isinstance(share, bool) or not isinstance(share, int | float)):
@@ -216,6 +227,7 @@ def add_rrr(parcel_id: int):
 @bp.post("/api/register/parties")
 @require_roles(*EDITORS)
 def create_party():
+    """Create a party (person, organization, state) of the register."""
     body = _body()
     with services().engine.begin() as conn:
         party_id = register.create_party(conn, principal().username, name=body.get("name"),
@@ -228,6 +240,7 @@ def create_party():
 
 @bp.get("/api/rules")
 def list_rules():
+    """Rule tables in force on a date (default today), with legal basis and verify flags."""
     on = _date("on", request.args.get("on"))
     with services().engine.connect() as conn:
         return jsonify([r.as_dict() for r in rules.list_rule_tables(conn, on)])
@@ -235,6 +248,7 @@ def list_rules():
 
 @bp.get("/api/rules/<rule_id>")
 def rule_versions(rule_id: str):
+    """Every version of one rule table."""
     with services().engine.connect() as conn:
         return jsonify([r.as_dict() for r in rules.rule_versions(conn, rule_id)])
 
@@ -242,6 +256,7 @@ def rule_versions(rule_id: str):
 @bp.post("/api/rules/<rule_id>")
 @require_roles("admin")
 def publish_rule(rule_id: str):
+    """Publish a new version of a rule table (admin; audited; closes the version in force)."""
     body = _body()
     effective_from = _date("effective_from", body.get("effective_from"))
     if effective_from is None:
@@ -259,6 +274,7 @@ def publish_rule(rule_id: str):
 @bp.post("/api/corridors/generate")
 @require_roles("admin")
 def generate_corridors():
+    """Regenerate protection corridors from power lines, water bodies and roads (admin)."""
     body = request.get_json(silent=True) or {}
     kinds = body.get("kinds", list(corridors.KINDS))
     if not isinstance(kinds, list) or not all(isinstance(k, str) for k in kinds):
@@ -272,6 +288,7 @@ def generate_corridors():
 @bp.post("/api/checks")
 @require_roles(*ANY_USER)
 def run_check():
+    """Compliance check of a proposed building on a parcel: JSON, printable HTML or PDF report."""
     fmt = parse_choice("format", request.args.get("format"), ("json", "html", "pdf"), default="json")
     on = _date("on", request.args.get("on"))
     parcel_id, proposal = check.proposal_from_json(_body())
@@ -314,6 +331,7 @@ def _if_match(*, required: bool) -> int | None:
 @bp.post("/api/dossiers")
 @require_roles(*ANY_USER)
 def create_dossier():
+    """File a new permit dossier (draft); returns its ETag."""
     body = _body()
     fields = {k: body[k] for k in dossiers.EDITABLE if k in body}
     with services().engine.begin() as conn:
@@ -324,6 +342,7 @@ def create_dossier():
 @bp.get("/api/dossiers")
 @require_roles(*ANY_USER)
 def list_dossiers():
+    """Dossiers (applicants see their own)."""
     state = request.args.get("state") or None
     limit = parse_int("limit", request.args.get("limit"), default=100, minimum=1, maximum=1000)
     with services().engine.connect() as conn:
@@ -333,6 +352,7 @@ def list_dossiers():
 @bp.get("/api/dossiers/overdue")
 @require_roles(*STAFF)
 def overdue_dossiers():
+    """Dossiers past their statutory due date (working days), most overdue first; staff only."""
     today = _date("today", request.args.get("today"))
     with services().engine.connect() as conn:
         return jsonify(dossiers.overdue_report(conn, today=today))
@@ -341,6 +361,7 @@ def overdue_dossiers():
 @bp.get("/api/dossiers/<int:dossier_id>")
 @require_roles(*ANY_USER)
 def get_dossier(dossier_id: int):
+    """A dossier with timeline, attachments and the transitions allowed to the caller; ETag header."""
     with services().engine.connect() as conn:
         return _with_etag(dossiers.get_dossier(conn, dossier_id, _actor()))
 
@@ -348,6 +369,7 @@ def get_dossier(dossier_id: int):
 @bp.patch("/api/dossiers/<int:dossier_id>")
 @require_roles(*ANY_USER)
 def update_dossier(dossier_id: int):
+    """Edit a dossier; needs If-Match with its ETag (428 without, 412 when stale)."""
     version = _if_match(required=True)
     body = _body()
     with services().engine.begin() as conn:
@@ -357,6 +379,7 @@ def update_dossier(dossier_id: int):
 @bp.post("/api/dossiers/<int:dossier_id>/transitions")
 @require_roles(*ANY_USER)
 def transition_dossier(dossier_id: int):
+    """Move a dossier to another state if the caller's role may (table in licensing.workflow)."""
     version = _if_match(required=False)
     body = _body()
     to_state = body.get("to")
@@ -371,6 +394,7 @@ def transition_dossier(dossier_id: int):
 @bp.get("/api/dossiers/<int:dossier_id>/history")
 @require_roles(*ANY_USER)
 def dossier_history(dossier_id: int):
+    """Audit log entries of a dossier."""
     with services().engine.connect() as conn:
         return jsonify(dossiers.dossier_history(conn, dossier_id, _actor()))
 
@@ -378,6 +402,7 @@ def dossier_history(dossier_id: int):
 @bp.post("/api/dossiers/<int:dossier_id>/attachments")
 @require_roles(*ANY_USER)
 def add_attachment(dossier_id: int):
+    """Attach a file (multipart field 'file'; PDF/JPEG/PNG/TIFF, size limit; sha256 recorded)."""
     upload = request.files.get("file")
     if upload is None:
         raise InvalidInput("send the file as multipart/form-data field 'file'")
@@ -391,6 +416,7 @@ def add_attachment(dossier_id: int):
 @bp.get("/api/dossiers/<int:dossier_id>/attachments/<int:attachment_id>")
 @require_roles(*ANY_USER)
 def get_attachment(dossier_id: int, attachment_id: int):
+    """Download an attachment."""
     with services().engine.connect() as conn:
         path, mime, name = dossiers.attachment_file(conn, dossier_id, attachment_id, _actor(),
                                                     services().settings.upload_dir)
@@ -399,5 +425,6 @@ def get_attachment(dossier_id: int, attachment_id: int):
 
 @bp.get("/public/dossiers/<code>")
 def public_dossier(code: str):
+    """Public status of a dossier by its code: state, dates and timeline, no personal data."""
     with services().engine.connect() as conn:
         return jsonify(dossiers.public_status(conn, code))
