@@ -95,7 +95,8 @@ END $$;
 GUARDED = {
     "house_number": ("status", "retired_at", "retired_reason", "replaced_by_id"),
     "house_number_certificate": (),
-    "land_allocation": ("status", "revoked_at", "revoked_reason"),
+    # area is generated from geom (NULL in NEW during BEFORE triggers); geom itself is compared
+    "land_allocation": ("status", "revoked_at", "revoked_reason", "area"),
     "land_certificate": ("status", "superseded_at"),
 }
 CHILDREN = ("land_certificate_holder", "land_certificate_parcel", "land_certificate_right")
