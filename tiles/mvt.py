@@ -12,12 +12,20 @@ from __future__ import annotations
 from functools import lru_cache
 
 from sqlalchemy import Float, Integer, Table, bindparam, func, select
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
 from gisserver.security import Principal
-from layers.catalogue import LayerInfo, extent_wgs84, get_layer, layer_table, property_columns
+from layers.catalogue import (
+    LayerInfo,
+    access_area_clause,
+    extent_wgs84,
+    get_layer,
+    layer_table,
+    property_columns,
+)
 from tiles import tms
-from tiles.cache import CachedTile, TileCache
+from tiles.cache import CachedTile, TileCache, content_digest
+from tiles.snapshot import CatalogueSnapshot
 
 EXTENT = 4096
 BUFFER = 64
@@ -94,6 +102,10 @@ def mvt_statement(table: Table, layer_name: str, geometry_type: str, simplify: b
     """The ``SELECT ST_AsMVT(...)`` statement of a layer, built once, with bound parameters
     ``z``, ``x``, ``y``, ``tolerance`` and ``cap`` (building the expression costs more than running
     a small tile, so it is cached per table and variant)."""
+    return _mvt_select(table, layer_name, simplify, ())
+
+
+def _mvt_select(table: Table, layer_name: str, simplify: bool, extra_where: tuple):
     z, x, y = (bindparam(n, type_=Integer) for n in ("z", "x", "y"))
     world = func.ST_MakeEnvelope(-WORLD, -WORLD, WORLD, WORLD, 3857)
     envelope = func.ST_TileEnvelope(z, x, y)
@@ -107,7 +119,7 @@ def mvt_statement(table: Table, layer_name: str, geometry_type: str, simplify: b
         columns = [fid, *columns]
     inner = (
         select(*columns, func.ST_AsMVTGeom(geom, envelope, EXTENT, BUFFER, True).label("mvtgeom"))
-        .where(table.c.geom_3857.op("&&")(search), *current_filter(table))
+        .where(table.c.geom_3857.op("&&")(search), *current_filter(table), *extra_where)
         .limit(bindparam("cap", type_=Integer))
         .subquery("q")
     )
@@ -132,31 +144,48 @@ def mvt_query(info: LayerInfo, table: Table, z: int, x: int, y: int):
     return mvt_statement(table, info.name, info.geometry_type, simplify).params(params)
 
 
-def build_tile(conn: Connection, info: LayerInfo, z: int, x: int, y: int) -> bytes:
-    """The MVT bytes of one tile (no cache)."""
+def build_tile(conn: Connection, info: LayerInfo, z: int, x: int, y: int,
+               principal: Principal | None = None) -> bytes:
+    """The MVT bytes of one tile (no cache); with an area-limited ``principal``, their area only."""
     if z < MIN_ZOOM.get(info.name, 0):
         return b""
     table = layer_table(conn, info)
     simplify, params = mvt_parameters(info, z, x, y)
-    data = conn.execute(mvt_statement(table, info.name, info.geometry_type, simplify), params).scalar()
+    area = access_area_clause(info, principal, table.c.geom_3857, 3857) if principal is not None else None
+    if area is None:
+        stmt = mvt_statement(table, info.name, info.geometry_type, simplify)
+    else:
+        stmt = _mvt_select(table, info.name, simplify, (area,))
+    data = conn.execute(stmt, params).scalar()
     return bytes(data) if data is not None else b""
 
 
-def layer_tile(conn: Connection, cache: TileCache | None, name: str, principal: Principal | None,
-               z: int, x: int, y: int) -> tuple[LayerInfo, CachedTile]:
-    """One vector tile of a layer the principal may read (unreadable = NotFound), via the cache."""
-    tms.check_tile(z, x, y, maxzoom=MAXZOOM)
-    info = get_layer(conn, name, principal)
-    if cache is None:
-        data = build_tile(conn, info, z, x, y)
-        from tiles.cache import content_digest
+def layer_tile(engine: Engine, cache: TileCache | None, name: str, principal: Principal | None,
+               z: int, x: int, y: int, snapshot: CatalogueSnapshot | None = None) -> tuple[LayerInfo, CachedTile]:
+    """One vector tile of a layer the principal may read (unreadable = NotFound), via the cache.
 
+    With a ``snapshot`` a cache hit needs no database round trip. Callers who read a restricted
+    layer only through an area-limited grant get tiles filtered to their area, never cached.
+    """
+    tms.check_tile(z, x, y, maxzoom=MAXZOOM)
+    if snapshot is not None:
+        info = snapshot.layer(name, principal)
+    else:
+        with engine.connect() as conn:
+            info = get_layer(conn, name, principal)
+    limited = principal is not None and info.area_limited_for(principal)
+
+    def build() -> bytes:
+        with engine.connect() as conn:
+            return build_tile(conn, info, z, x, y, principal if limited else None)
+
+    if cache is None or limited:
+        data = build()
         return info, CachedTile(data, info.data_version, content_digest(data).hex(), hit=False)
     bounds = tms.web_mercator().bounds(x, y, z)
     tile = cache.get_or_build(
         cache_namespace("mvt", info), (info.name,), info.data_version, z, x, y, "mvt",
-        (bounds.left, bounds.bottom, bounds.right, bounds.top),
-        lambda: build_tile(conn, info, z, x, y),
+        (bounds.left, bounds.bottom, bounds.right, bounds.top), build,
     )
     return info, tile
 

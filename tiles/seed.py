@@ -31,16 +31,15 @@ def seed_tiles(engine: Engine, cache: TileCache, layer: str, bbox: tuple[float, 
         from tiles.wmts import WMTSService
 
         wmts = WMTSService(engine, None, "", cache)
-    with engine.connect() as conn:
-        for tile in tms.tiles_in_lonlat_bbox(bbox, zooms):
-            if wmts is None:
-                _, result = mvt.layer_tile(conn, cache, layer, None, tile.z, tile.x, tile.y)
-            else:
-                result = wmts.get_tile({"LAYER": layer, "STYLE": style, "TILEMATRIXSET": tms.GOOGLE_ID,
-                                        "TILEMATRIX": str(tile.z), "TILEROW": str(tile.y), "TILECOL": str(tile.x),
-                                        "FORMAT": "image/png" if fmt == "png" else "image/jpeg"}).tile
-            stats["cached" if result.hit else "built"] += 1
-            stats["bytes"] += len(result.data)
-            if progress:
-                progress(1)
+    for tile in tms.tiles_in_lonlat_bbox(bbox, zooms):
+        if wmts is None:
+            _, result = mvt.layer_tile(engine, cache, layer, None, tile.z, tile.x, tile.y)
+        else:
+            result = wmts.get_tile({"LAYER": layer, "STYLE": style, "TILEMATRIXSET": tms.GOOGLE_ID,
+                                    "TILEMATRIX": str(tile.z), "TILEROW": str(tile.y), "TILECOL": str(tile.x),
+                                    "FORMAT": "image/png" if fmt == "png" else "image/jpeg"}).tile
+        stats["cached" if result.hit else "built"] += 1
+        stats["bytes"] += len(result.data)
+        if progress:
+            progress(1)
     return stats

@@ -27,7 +27,14 @@ from gisserver.crs import ADVERTISED_SRIDS, CITY_SRID, resolve_srid, srid_to_eps
 from gisserver.errors import GISError, InvalidParameter, UnknownCRS
 from gisserver.params import parse_bbox, parse_bool, parse_datetime, parse_int
 from gisserver.security import Principal
-from layers.catalogue import LayerInfo, get_layer, layer_table, list_layers, property_columns
+from layers.catalogue import (
+    LayerInfo,
+    access_area_clause,
+    get_layer,
+    layer_table,
+    list_layers,
+    property_columns,
+)
 from tiles import render
 from tiles.exceptions import OWSException, from_error, missing, wms_exception_report
 from tiles.mvt import PRIVATE_COLUMNS, current_filter
@@ -149,6 +156,14 @@ def time_filter(info: LayerInfo, table, time: str | None) -> list:
     return [table.c[dim.column] == when]
 
 
+def area_filter(info: LayerInfo, principal: Principal | None, table) -> list:
+    """For a caller with an area-limited grant only: keep features in the granted area."""
+    if principal is None:
+        return []
+    clause = access_area_clause(info, principal, table.c.geom, info.srid)
+    return [] if clause is None else [clause]
+
+
 def resolve_map_layers(conn: Connection, principal: Principal | None, names, styles, time: str | None,
                        ) -> list[render.MapLayer]:
     """Catalogue layers (readable by ``principal``) as Mapnik layers; unknown ones raise NotFound."""
@@ -157,7 +172,7 @@ def resolve_map_layers(conn: Connection, principal: Principal | None, names, sty
         info = get_layer(conn, name, principal)
         table = layer_table(conn, info)
         style = layer_style(info.name, info.geometry_type, style_name or None)
-        where = [*current_filter(table), *time_filter(info, table, time)]
+        where = [*current_filter(table), *time_filter(info, table, time), *area_filter(info, principal, table)]
         out.append(render.map_layer(table, info.name, info.geometry_type, style, where))
     return out
 
@@ -308,7 +323,7 @@ def query_features(conn: Connection, principal: Principal | None, name: str, box
     stmt = (
         select(*cols, func.ST_AsGeoJSON(func.ST_Transform(table.c.geom, 4326), 7).label("_geojson"))
         .where(table.c.geom.op("&&")(search), func.ST_Intersects(table.c.geom, search),
-               *current_filter(table), *time_filter(info, table, time))
+               *current_filter(table), *time_filter(info, table, time), *area_filter(info, principal, table))
         .order_by(func.ST_Distance(table.c.geom, centre))
         .limit(limit)
     )

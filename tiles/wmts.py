@@ -160,7 +160,8 @@ class WMTSService:
             return render.render_map(layers, bounds, _srid(tms_id), 256, 256, db=self.db, image_format=fmt,
                                      transparent=True, buffer_size=TILE_BUFFER)
 
-        if self.cache is None:
+        limited = self.principal is not None and info.area_limited_for(self.principal)
+        if self.cache is None or limited:  # area-limited callers get their own tiles, never cached
             from tiles.cache import content_digest
 
             data = build()

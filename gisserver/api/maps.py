@@ -20,6 +20,20 @@ bp = Blueprint("maps", __name__)
 TILE_MAX_AGE = 60
 
 
+#: seconds a worker may serve tiles from its copy of the layer catalogue (see tiles.snapshot)
+CATALOGUE_TTL = 1.0
+
+
+def catalogue_snapshot():
+    from tiles.snapshot import CatalogueSnapshot
+
+    ext = current_app.extensions
+    snap = ext.get("gisserver.tiles_catalogue")
+    if snap is None:
+        snap = ext["gisserver.tiles_catalogue"] = CatalogueSnapshot(services().engine, CATALOGUE_TTL)
+    return snap
+
+
 def tile_cache() -> TileCache:
     ext = current_app.extensions
     cache = ext.get("gisserver.tiles_cache")
@@ -55,8 +69,8 @@ def vector_tile(layer: str, z: str, x: str, y: str):
     from tiles import mvt
 
     z_, x_, y_ = _zxy(z, x, y)
-    with services().engine.connect() as conn:
-        info, tile = mvt.layer_tile(conn, tile_cache(), layer, principal(), z_, x_, y_)
+    info, tile = mvt.layer_tile(services().engine, tile_cache(), layer, principal(), z_, x_, y_,
+                                catalogue_snapshot())
     return tile_response(tile, mvt.MEDIA_TYPE, info.access_level == "public")
 
 

@@ -68,3 +68,13 @@ def empty_tile_cache(app):
     shutil.rmtree(root, ignore_errors=True)
     app.extensions.pop("gisserver.tiles_cache", None)
     yield
+
+
+@pytest.fixture(autouse=True)
+def fresh_catalogue_snapshot(app):
+    """Tests see catalogue edits at once (ttl 0); tests of the snapshot itself build their own."""
+    from tiles.snapshot import CatalogueSnapshot
+
+    app.extensions["gisserver.tiles_catalogue"] = CatalogueSnapshot(app.extensions["gisserver"].engine, ttl=0)
+    yield
+    app.extensions.pop("gisserver.tiles_catalogue", None)
