@@ -291,6 +291,7 @@ def serve(host, port, workers, dev):
 COMMAND_MODULES: list[str] = [
     "gisserver.cli_tiles",
     "gisserver.cli_licensing",
+    "gisserver.cli_layers",
 ]
 
 

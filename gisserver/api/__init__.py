@@ -28,4 +28,5 @@ OPTIONAL_BLUEPRINTS: list[str] = [
     "gisserver.api.sharing",
     "gisserver.api.webapp",
     "gisserver.api.licensing",
+    "gisserver.api.uploads",
 ]
