@@ -29,7 +29,7 @@ from licensing import ruledata
 from licensing import tables as lt
 from licensing.geometry import from_wkb, to_db, to_geojson
 from licensing.register import get_parcel
-from licensing.rules import RuleVersion, rules_in_force
+from licensing.rules import RuleVersion
 from licensing.sampling import resolve_path, sample_under
 
 #: how far from the parcel red lines and roads are looked for (search, not law)
@@ -86,66 +86,87 @@ class Context:
 
 
 # --- gathering ----------------------------------------------------------------------------------
+# Everything a check needs comes back from ONE statement (the parcel as a CTE, the rest as
+# correlated JSON subqueries, each on a GiST index): at city scale the round trips, not the
+# geometry, dominate a check's time.
 
-def _zone(conn: Connection, parcel_geom) -> dict | None:
-    z = schema.zoning_zone
-    point = to_db(parcel_geom.representative_point(), multi=False)
-    row = conn.execute(
-        select(z.c.id, z.c.zone_code, z.c.name, z.c.land_use, z.c.max_density, z.c.max_far, z.c.max_floors,
-               z.c.max_height, z.c.min_setback, z.c.min_ground_elevation, z.c.plan_decision, z.c.subdivision_zone,
-               z.c.attributes)
-        .where(func.ST_Intersects(z.c.geom, point)).limit(1)
-    ).mappings().first()
-    return dict(row) if row else None
+def _hex(geom_expr):
+    return func.encode(func.ST_AsBinary(geom_expr), "hex")
 
 
-def _red_lines(conn: Connection, parcel_geom) -> list[dict]:
-    rl, rd = schema.red_line, schema.road
-    g = to_db(parcel_geom)
-    rows = conn.execute(
+def _json_list(inner, *keys):
+    obj = func.json_build_object(*[part for key in keys for part in (key, inner.c[key])])
+    return select(func.coalesce(func.json_agg(obj), func.json_build_array())).select_from(inner).scalar_subquery()
+
+
+def _gather_statement(parcel_id: int, footprint, on: date):
+    p = schema.parcel
+    z, rl, rd, pc, r, rt = (schema.zoning_zone, schema.red_line, schema.road, lt.protection_corridor,
+                            schema.raster, lt.rule_table)
+    fp = to_db(footprint)
+    target = select(p.c.id, p.c.geom).where(p.c.id == parcel_id).cte("target")
+    zone_keys = ("id", "zone_code", "name", "land_use", "max_density", "max_far", "max_floors", "max_height",
+                 "min_setback", "min_ground_elevation", "plan_decision", "subdivision_zone", "attributes")
+    zone = (
+        select(func.json_build_object(*[part for k in zone_keys for part in (k, z.c[k])]))
+        .where(func.ST_Intersects(z.c.geom, func.ST_PointOnSurface(target.c.geom))).limit(1).scalar_subquery()
+    )
+    red_lines = (
         select(rl.c.id, rl.c.road_id, rl.c.decision, rd.c.row_width, rd.c.name.label("road_name"),
-               func.ST_AsBinary(rl.c.geom).label("wkb"), func.ST_Distance(rl.c.geom, g).label("distance"))
+               _hex(rl.c.geom).label("wkb"), func.ST_Distance(rl.c.geom, target.c.geom).label("distance"))
         .select_from(rl.outerjoin(rd, rd.c.id == rl.c.road_id))
-        .where(func.ST_DWithin(rl.c.geom, g, SEARCH_RADIUS_M))
-        .order_by("distance").limit(8)
-    ).mappings()
-    return [{**{k: v for k, v in r.items() if k != "wkb"}, "geom": from_wkb(r["wkb"])} for r in rows]
-
-
-def _nearest_road(conn: Connection, parcel_geom) -> dict | None:
-    rd = schema.road
-    g = to_db(parcel_geom)
-    row = conn.execute(
-        select(rd.c.id, rd.c.name, rd.c.row_width, func.ST_Distance(rd.c.geom, g).label("distance"))
-        .where(func.ST_DWithin(rd.c.geom, g, SEARCH_RADIUS_M), rd.c.row_width.is_not(None))
-        .order_by("distance").limit(1)
-    ).mappings().first()
-    return dict(row) if row else None
-
-
-def _corridors(conn: Connection, footprint) -> list[dict]:
-    pc = lt.protection_corridor
-    g = to_db(footprint)
-    rows = conn.execute(
+        .where(func.ST_DWithin(rl.c.geom, target.c.geom, SEARCH_RADIUS_M))
+        .order_by("distance").limit(8).correlate(target).subquery()
+    )
+    road = (
+        select(rd.c.id, rd.c.name, rd.c.row_width, func.ST_Distance(rd.c.geom, target.c.geom).label("distance"))
+        .where(func.ST_DWithin(rd.c.geom, target.c.geom, SEARCH_RADIUS_M), rd.c.row_width.is_not(None))
+        .order_by("distance").limit(1).correlate(target).subquery()
+    )
+    found = (
         select(pc.c.id, pc.c.kind, pc.c.source_table, pc.c.source_id, pc.c.half_width, pc.c.attributes,
-               pc.c.rule_table_id, func.ST_AsBinary(func.ST_Intersection(pc.c.geom, g)).label("wkb"))
-        .where(func.ST_Intersects(pc.c.geom, g))
-    ).mappings()
-    return [{**{k: v for k, v in r.items() if k != "wkb"}, "geom": from_wkb(r["wkb"])} for r in rows]
+               pc.c.rule_table_id, _hex(func.ST_Intersection(pc.c.geom, fp)).label("wkb"))
+        .where(func.ST_Intersects(pc.c.geom, fp)).subquery()
+    )
+    rasters = (
+        select(r.c.name, r.c.kind, r.c.path, r.c.srid, r.c.resolution)
+        .where(r.c.kind.in_(("dtm", "flood_level")), func.ST_Intersects(r.c.footprint, to_db(footprint, multi=False)))
+        .order_by(r.c.resolution).subquery()
+    )
+    in_force = (
+        select(rt).where(rt.c.effective_from <= on, (rt.c.effective_to.is_(None)) | (rt.c.effective_to > on))
+        .subquery()
+    )
+    return select(
+        target.c.id,
+        zone.label("zone"),
+        _json_list(red_lines, "id", "road_id", "decision", "row_width", "road_name", "wkb",
+                   "distance").label("red_lines"),
+        _json_list(road, "id", "name", "row_width", "distance").label("road"),
+        _json_list(found, "id", "kind", "source_table", "source_id", "half_width", "attributes", "rule_table_id",
+                   "wkb").label("corridors"),
+        _json_list(rasters, "name", "kind", "path", "srid", "resolution").label("rasters"),
+        _json_list(in_force, "id", "rule_id", "version", "title", "legal_basis", "verify", "effective_from",
+                   "effective_to", "data").label("rules"),
+    ).select_from(target)
 
 
-def _rasters(conn: Connection, footprint, kind: str) -> list[dict]:
-    r = schema.raster
-    rows = conn.execute(
-        select(r.c.name, r.c.path, r.c.srid, r.c.resolution)
-        .where(r.c.kind == kind, func.ST_Intersects(r.c.footprint, to_db(footprint, multi=False)))
-        .order_by(r.c.resolution)
-    ).mappings()
-    return [dict(row) for row in rows]
+def _with_geom(items: list[dict]) -> list[dict]:
+    return [{**{k: v for k, v in item.items() if k != "wkb"}, "geom": from_wkb(bytes.fromhex(item["wkb"]))}
+            for item in items]
 
 
-def _sample_first(conn: Connection, footprint, kind: str, raster_root: Path | None) -> tuple[list, str] | None:
-    for raster in _rasters(conn, footprint, kind):
+def _rule_versions(items: list[dict]) -> dict[str, RuleVersion]:
+    out = {}
+    for item in items:
+        item = {**item, "effective_from": date.fromisoformat(item["effective_from"]),
+                "effective_to": date.fromisoformat(item["effective_to"]) if item["effective_to"] else None}
+        out[item["rule_id"]] = RuleVersion(**{k: item[k] for k in RuleVersion.__dataclass_fields__})
+    return out
+
+
+def _sample_first(rasters: list[dict], footprint, kind: str, raster_root: Path | None) -> tuple[list, str] | None:
+    for raster in (r for r in rasters if r["kind"] == kind):
         values = sample_under(resolve_path(raster["path"], raster_root), footprint, raster["srid"])
         if values.size:
             return values.tolist(), raster["name"]
@@ -157,16 +178,16 @@ def gather(conn: Connection, parcel_id: int, proposal: Proposal, *, on: date | N
     parcel = get_parcel(conn, parcel_id)
     if parcel["end_lifespan"] is not None:
         raise Conflict(f"parcel version {parcel_id} is not current; check against the current version")
-    ctx = Context(parcel=parcel, rules=rules_in_force(conn, on))
-    ctx.zone = _zone(conn, parcel["geom"])
-    ctx.red_lines = _red_lines(conn, parcel["geom"])
-    ctx.road = _nearest_road(conn, parcel["geom"])
-    found = _corridors(conn, proposal.footprint)
+    row = conn.execute(_gather_statement(parcel_id, proposal.footprint, on or date.today())).mappings().one()
+    ctx = Context(parcel=parcel, rules=_rule_versions(row["rules"]), zone=row["zone"])
+    ctx.red_lines = _with_geom(row["red_lines"])
+    ctx.road = row["road"][0] if row["road"] else None
+    found = _with_geom(row["corridors"])
     ctx.corridors = [c for c in found if c["kind"] != "road_reserve"]
     ctx.road_reserves = [c for c in found if c["kind"] == "road_reserve"]
-    dtm = _sample_first(conn, proposal.footprint, "dtm", raster_root)
+    dtm = _sample_first(row["rasters"], proposal.footprint, "dtm", raster_root)
     ctx.ground = dtm[0] if dtm else None
-    flood = _sample_first(conn, proposal.footprint, "flood_level", raster_root)
+    flood = _sample_first(row["rasters"], proposal.footprint, "flood_level", raster_root)
     if flood:
         ctx.flood_level, ctx.flood_source = max(flood[0]), f"flood result raster {flood[1]}"
     return ctx

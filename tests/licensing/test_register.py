@@ -186,3 +186,35 @@ def test_attribute_change_makes_a_new_version(lic_db):
     with pytest.raises(Exception, match="cannot change"):
         with lic_db.begin() as conn:
             register.change_attributes(conn, "officer1", v2["id"], {"geom": "x"})
+
+
+def test_concurrent_overlapping_creates_are_serialised(lic_db):
+    """Two officers register overlapping parcels at the same time: the ward lock makes the second
+    one wait for the first to commit, then its overlap check sees it and refuses."""
+    import threading
+    import time
+
+    created, errors = threading.Event(), []
+
+    def second():
+        created.wait(10)
+        try:
+            with lic_db.begin() as conn:
+                _create(conn, 2, rect(10, 0, 30, 20))
+        except RuleViolation as exc:
+            errors.append(exc)
+
+    worker = threading.Thread(target=second)
+    worker.start()
+    with lic_db.begin() as conn:
+        _create(conn, 1, rect(0, 0, 20, 20))
+        created.set()
+        deadline = time.monotonic() + 10
+        with lic_db.connect() as watcher:  # commit only once the second transaction waits on the lock
+            while time.monotonic() < deadline and not watcher.execute(text(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+            )).scalar():
+                time.sleep(0.02)
+    worker.join(20)
+    assert len(errors) == 1 and "overlaps" in errors[0].message
+    assert _count(lic_db, schema.parcel) == 1
