@@ -97,19 +97,18 @@ class TileCache:
 
     # --- the one entry point ----------------------------------------------------------------
     def get_or_build(self, namespace: str, layers: tuple[str, ...], version: int, z: int, x: int, y: int,
-                     ext: str, lonlat_bounds: tuple[float, float, float, float],
-                     build: Callable[[], bytes], versions: dict[str, tuple[int, int]] | None = None,
-                     ) -> CachedTile:
+                     ext: str, lonlat_bounds: Callable[[], tuple[float, float, float, float]],
+                     build: Callable[[], bytes]) -> CachedTile:
         """The cached tile if still valid for ``version``, else ``build()`` it and store it.
 
-        ``layers`` are the layers the tile shows (their change logs are checked); ``versions``
-        maps each to (cached-from, current) when several layers share one combined version.
+        ``layers`` are the layers the tile shows (their change logs are checked);
+        ``lonlat_bounds()`` gives the tile's lon/lat bounds (only computed when a tile is outdated).
         """
         cached = self.read(namespace, z, x, y, ext)
         if cached is not None:
             if cached.version == version:
                 return cached
-            if cached.version < version and self._unaffected(layers, cached.version, version, lonlat_bounds):
+            if cached.version < version and self._unaffected(layers, cached.version, version, lonlat_bounds()):
                 self.write(namespace, z, x, y, ext, version, cached.data, bytes.fromhex(cached.digest))
                 return CachedTile(cached.data, version, cached.digest, hit=True)
         data = build()

@@ -182,10 +182,9 @@ def layer_tile(engine: Engine, cache: TileCache | None, name: str, principal: Pr
     if cache is None or limited:
         data = build()
         return info, CachedTile(data, info.data_version, content_digest(data).hex(), hit=False)
-    bounds = tms.web_mercator().bounds(x, y, z)
     tile = cache.get_or_build(
         cache_namespace("mvt", info), (info.name,), info.data_version, z, x, y, "mvt",
-        (bounds.left, bounds.bottom, bounds.right, bounds.top), build,
+        lambda: tms.lonlat_tile_bounds(z, x, y), build,
     )
     return info, tile
 

@@ -80,6 +80,11 @@ def web_tile_bounds(z: int, x: int, y: int) -> tuple[float, float, float, float]
     return (b.left, b.bottom, b.right, b.top)
 
 
+def lonlat_tile_bounds(z: int, x: int, y: int) -> tuple[float, float, float, float]:
+    b = web_mercator().bounds(x, y, z)
+    return (b.left, b.bottom, b.right, b.top)
+
+
 def tms_tile_bounds(tms: morecantile.TileMatrixSet, z: int, x: int, y: int) -> tuple[float, float, float, float]:
     b = tms.xy_bounds(x, y, z)
     return (b.left, b.bottom, b.right, b.top)

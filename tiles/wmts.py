@@ -169,7 +169,7 @@ class WMTSService:
         else:
             namespace = cache_namespace("wmts", info, style, tms_id, FORMATS[fmt])
             tile = self.cache.get_or_build(namespace, (info.name,), info.data_version, z, x, y, FORMATS[fmt],
-                                           lonlat_bounds(tms_id, z, x, y), build)
+                                           lambda: lonlat_bounds(tms_id, z, x, y), build)
         return TileResult(tile.data, fmt, tile=tile, public=info.access_level == "public")
 
     def get_feature_info(self, p: Mapping[str, str]) -> OWSResponse:

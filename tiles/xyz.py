@@ -179,9 +179,8 @@ def raster_tile(conn: Connection, cache: TileCache | None, raster_root: Path, na
         data = build()
         tile = CachedTile(data, info.data_version, content_digest(data).hex(), hit=False)
     else:
-        b = tms.web_mercator().bounds(x, y, z)
         tile = cache.get_or_build(f"raster/{info.name}.{info.id}/{style}/{fmt}", (f"raster:{info.name}",),
-                                  info.data_version, z, x, y, fmt, (b.left, b.bottom, b.right, b.top), build)
+                                  info.data_version, z, x, y, fmt, lambda: tms.lonlat_tile_bounds(z, x, y), build)
     return info, tile, FORMATS[fmt][1]
 
 
