@@ -65,19 +65,23 @@ def _receive(tmp: Path) -> tuple[MultiDict, Path, str]:
     if request.mimetype != "multipart/form-data":
         raise InvalidInput("send the file as multipart/form-data in a field named 'file'")
     created: list[tuple[Path, str]] = []
+    opened = []
 
     def stream_factory(total_content_length, content_type, filename, content_length=None):
         suffix = Path(secure_filename(filename or "")).suffix.lower()
         target = tmp / f"part{len(created)}{suffix if suffix in SUPPORTED_SUFFIXES else '.bin'}"
         created.append((target, filename or target.name))
-        return open(target, "w+b")  # noqa: SIM115 - closed by werkzeug's FileStorage below
+        opened.append(open(target, "w+b"))  # noqa: SIM115 - closed below, whatever happens
+        return opened[-1]
 
     parser = FormDataParser(stream_factory=stream_factory, max_form_memory_size=1024 * 1024,
                             max_content_length=request.max_content_length)
-    _, form, files = parser.parse(request.stream, request.mimetype, request.content_length,
-                                  request.mimetype_params)
-    for item in files.values():
-        item.close()
+    try:
+        _, form, files = parser.parse(request.stream, request.mimetype, request.content_length,
+                                      request.mimetype_params)
+    finally:
+        for fh in opened:
+            fh.close()
     if "file" not in files or not files["file"].filename:
         raise InvalidParameter("file", "is required (a multipart field named 'file' with a file name)")
     if len(created) != 1:
