@@ -466,18 +466,28 @@ def plan_svg(plan: dict) -> str:
         if clipped.is_empty:
             continue
         out.append(f'<path d="{frame.path(clipped)}" fill="#eee" stroke="#999" stroke-width="0.8"/>')
-        mid = nbr["shared"].interpolate(0.5, normalized=True) if nbr["shared"].geom_type != "GeometryCollection" \
-            else nbr["shared"].centroid
-        dx, dy = mid.x - centroid.x, mid.y - centroid.y
-        norm = math.hypot(dx, dy) or 1.0
-        lx, ly = frame.px(mid.x + dx / norm * 28 / frame.scale, mid.y + dy / norm * 28 / frame.scale)
-        out.append(f'<text x="{lx:.1f}" y="{ly:.1f}" font-size="12" text-anchor="middle" fill="#555" '
+        # inside the visible part of the neighbour, near the shared boundary
+        near = clipped.intersection(nbr["shared"].buffer(40 / frame.scale))
+        spot = (near if not near.is_empty else clipped).representative_point()
+        lx, ly = frame.px(spot.x, spot.y)
+        minx, _, maxx, _ = plan["geom"].bounds
+        anchor = "middle"
+        if spot.x < minx:  # west of the parcel: the text ends just short of its boundary
+            anchor, lx = "end", frame.px(minx, 0)[0] - 6
+        elif spot.x > maxx:
+            anchor, lx = "start", frame.px(maxx, 0)[0] + 6
+        out.append(f'<text x="{lx:.1f}" y="{ly:.1f}" font-size="12" text-anchor="{anchor}" fill="#555" '
                    f'class="neighbour">{escape(nbr["label"])}</text>')
     out.append(f'<path d="{frame.path(plan["geom"])}" fill="#fff8dc" stroke="#000" stroke-width="1.6"/>')
     for edge in plan["edges"]:
+        # just inside the parcel, beside the middle of the edge
         x, y = frame.px(*edge["mid"])
-        out.append(f'<text x="{x:.1f}" y="{y:.1f}" font-size="10" text-anchor="middle" dy="-2" '
-                   f'class="edge">{edge["length"]:.2f}</text>')
+        cx, cy = frame.px(centroid.x, centroid.y)
+        dx, dy = cx - x, cy - y
+        norm = math.hypot(dx, dy) or 1.0
+        anchor = "start" if dx / norm > 0.5 else "end" if dx / norm < -0.5 else "middle"
+        out.append(f'<text x="{x + dx / norm * 5:.1f}" y="{y + dy / norm * 9 + 3:.1f}" font-size="10" '
+                   f'text-anchor="{anchor}" class="edge">{edge["length"]:.2f}</text>')
     for v in plan["vertices"]:
         x, y = frame.px(v["e"], v["n"])
         dx, dy = v["e"] - centroid.x, v["n"] - centroid.y
