@@ -195,10 +195,9 @@ def base_url() -> str:
 def openapi_document():
     """The OpenAPI document."""
     doc = build_document(current_app, base_url())
-    return current_app.response_class(
-        current_app.json.dumps(doc), mimetype="application/vnd.oai.openapi+json", headers={
-            "Content-Type": OPENAPI_MEDIA_TYPE,
-        })
+    resp = current_app.response_class(current_app.json.dumps(doc))
+    resp.headers["Content-Type"] = OPENAPI_MEDIA_TYPE
+    return resp
 
 
 @declare("API documentation (HTML)", tags=["docs"],
