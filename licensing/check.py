@@ -17,18 +17,19 @@ from functools import lru_cache
 from pathlib import Path
 from statistics import median
 
+from geoalchemy2 import Geometry
 from shapely.geometry import Point, Polygon
 from shapely.ops import unary_union
-from sqlalchemy import func, select
+from sqlalchemy import BigInteger, Date, bindparam, func, select
 from sqlalchemy.engine import Connection
 
 from gisserver import schema
-from gisserver.crs import CITY_EPSG
-from gisserver.errors import Conflict, InvalidInput
+from gisserver.crs import CITY_EPSG, CITY_SRID
+from gisserver.errors import Conflict, InvalidInput, NotFound
 from licensing import ruledata
 from licensing import tables as lt
 from licensing.geometry import from_wkb, to_db, to_geojson
-from licensing.register import get_parcel
+from licensing.register import parcel_columns, parcel_row
 from licensing.rules import RuleVersion
 from licensing.sampling import resolve_path, sample_under
 
@@ -99,12 +100,15 @@ def _json_list(inner, *keys):
     return select(func.coalesce(func.json_agg(obj), func.json_build_array())).select_from(inner).scalar_subquery()
 
 
-def _gather_statement(parcel_id: int, footprint, on: date):
+@lru_cache(maxsize=1)
+def _gather_statement():
+    """The statement, built once; parameters: parcel_id, footprint (city CRS), on (date)."""
     p = schema.parcel
     z, rl, rd, pc, r, rt = (schema.zoning_zone, schema.red_line, schema.road, lt.protection_corridor,
                             schema.raster, lt.rule_table)
-    fp = to_db(footprint)
-    target = select(p.c.id, p.c.geom).where(p.c.id == parcel_id).cte("target")
+    fp = bindparam("footprint", type_=Geometry(srid=CITY_SRID))
+    on = bindparam("on", type_=Date)
+    target = select(*parcel_columns(), p.c.geom).where(p.c.id == bindparam("parcel_id", type_=BigInteger)).cte("target")
     zone_keys = ("id", "zone_code", "name", "land_use", "max_density", "max_far", "max_floors", "max_height",
                  "min_setback", "min_ground_elevation", "plan_decision", "subdivision_zone", "attributes")
     zone = (
@@ -130,7 +134,7 @@ def _gather_statement(parcel_id: int, footprint, on: date):
     )
     rasters = (
         select(r.c.name, r.c.kind, r.c.path, r.c.srid, r.c.resolution)
-        .where(r.c.kind.in_(("dtm", "flood_level")), func.ST_Intersects(r.c.footprint, to_db(footprint, multi=False)))
+        .where(r.c.kind.in_(("dtm", "flood_level")), func.ST_Intersects(r.c.footprint, fp))
         .order_by(r.c.resolution).subquery()
     )
     in_force = (
@@ -138,7 +142,7 @@ def _gather_statement(parcel_id: int, footprint, on: date):
         .subquery()
     )
     return select(
-        target.c.id,
+        *[c for c in target.c if c.name != "geom"],
         zone.label("zone"),
         _json_list(red_lines, "id", "road_id", "decision", "row_width", "road_name", "wkb",
                    "distance").label("red_lines"),
@@ -175,10 +179,13 @@ def _sample_first(rasters: list[dict], footprint, kind: str, raster_root: Path |
 
 def gather(conn: Connection, parcel_id: int, proposal: Proposal, *, on: date | None = None,
            raster_root: Path | None = None) -> Context:
-    parcel = get_parcel(conn, parcel_id)
+    row = conn.execute(_gather_statement(), {"parcel_id": parcel_id, "footprint": to_db(proposal.footprint),
+                                             "on": on or date.today()}).mappings().first()
+    if row is None:
+        raise NotFound(f"no parcel version {parcel_id}")
+    parcel = parcel_row(row)
     if parcel["end_lifespan"] is not None:
         raise Conflict(f"parcel version {parcel_id} is not current; check against the current version")
-    row = conn.execute(_gather_statement(parcel_id, proposal.footprint, on or date.today())).mappings().one()
     ctx = Context(parcel=parcel, rules=_rule_versions(row["rules"]), zone=row["zone"])
     ctx.red_lines = _with_geom(row["red_lines"])
     ctx.road = row["road"][0] if row["road"] else None

@@ -63,6 +63,17 @@ def _row(row) -> dict:
     return d
 
 
+def parcel_columns() -> list:
+    """Columns of a parcel version as the register reads it (geometry as WKB in ``wkb``)."""
+    return _columns()
+
+
+def parcel_row(row) -> dict:
+    """A parcel version dict (shapely ``geom``) from a row with :func:`parcel_columns`; extra keys ignored."""
+    names = [c.name for c in _columns()]
+    return _row({k: row[k] for k in names})
+
+
 def parcel_dict(parcel: dict, *, with_geometry: bool = True) -> dict:
     """JSON-ready view of a parcel version (geometry as GeoJSON in the city CRS)."""
     out = {k: v for k, v in parcel.items() if k != "geom"}
