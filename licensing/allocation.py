@@ -38,7 +38,8 @@ OVERLAP_TOLERANCE_M2 = 0.05
 COVERED_SHARE = 0.99
 
 
-def _date(name: str, value, *, required: bool = True) -> date | None:
+def parse_date(name: str, value, *, required: bool = True) -> date | None:
+    """A date given as a ``date`` or an ISO string (InvalidInput otherwise)."""
     if value is None or value == "":
         if required:
             raise InvalidInput(f"{name} is required (YYYY-MM-DD)")
@@ -162,9 +163,9 @@ def allocate(conn: Connection, actor: str, *, decision_no: str, decision_date, k
         raise InvalidInput("decision_no is required (at most 100 characters)")
     if not isinstance(purpose, str) or len(purpose) > 500:
         raise InvalidInput("purpose must be text of at most 500 characters")
-    decision_date = _date("decision_date", decision_date)
-    term_start = _date("term_start", term_start)
-    term_end = _date("term_end", term_end, required=False)
+    decision_date = parse_date("decision_date", decision_date)
+    term_start = parse_date("term_start", term_start)
+    term_end = parse_date("term_end", term_end, required=False)
     _check_terms(kind, payment, term_start, term_end)
     _check_refs(conn, party_id, land_use)
     land, named = _land(conn, parcel_ids, geom)

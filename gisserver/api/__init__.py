@@ -29,4 +29,5 @@ OPTIONAL_BLUEPRINTS: list[str] = [
     "gisserver.api.webapp",
     "gisserver.api.licensing",
     "gisserver.api.uploads",
+    "gisserver.api.records",
 ]
