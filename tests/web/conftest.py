@@ -26,7 +26,7 @@ PASSWORD = "s3cret-pass"  # the password make_user gives every test user
 TILE_RE = re.compile(r"/tiles/[a-z_]+/\d+/\d+/\d+\.mvt$")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def demo(db_engine, app):
     """The demo neighbourhood (Quận 8) loaded into the test database; returns the DemoData."""
     from layers import demo as demo_module
@@ -82,7 +82,7 @@ class PageWatch:
 @pytest.fixture
 def page(browser, live_server):
     """A fresh browser context (Vietnamese locale) on the live server; fails on console errors."""
-    context = browser.new_context(base_url=live_server, locale="vi-VN", viewport={"width": 1400, "height": 900},
+    context = browser.new_context(base_url=live_server, locale="vi-VN", viewport={"width": 1280, "height": 800},
                                   timezone_id="Asia/Ho_Chi_Minh")
     pg = context.new_page()
     pg.set_default_timeout(20_000)
@@ -93,6 +93,33 @@ def page(browser, live_server):
         watch.assert_clean()
     finally:
         context.close()
+
+
+def parcel_of(data, ward: str, sheet: int, number: int) -> dict:
+    """The demo parcel row (shapely geometry in the city CRS) with this number."""
+    return next(p for p in data.tables["parcel"]
+                if (p["ward_code"], p["sheet_no"], p["parcel_no"]) == (ward, sheet, number))
+
+
+def to_lonlat(x: float, y: float) -> tuple[float, float]:
+    from gisserver.crs import CITY_SRID, transformer
+
+    lon, lat = transformer(CITY_SRID, 4326).transform(x, y)
+    return float(lon), float(lat)
+
+
+def show_point(page, lon: float, lat: float, zoom: float = 19):
+    """Centre the map on a point at a zoom, wait until rendered; returns the page pixel of the point."""
+    page.evaluate("([lon, lat, z]) => window.gisApp.map.jumpTo({center: [lon, lat], zoom: z})", [lon, lat, zoom])
+    wait_map_idle(page)
+    return map_pixel(page, lon, lat)
+
+
+def map_pixel(page, lon: float, lat: float) -> tuple[float, float]:
+    xy = page.evaluate("([lon, lat]) => { const p = window.gisApp.map.project([lon, lat]); return [p.x, p.y]; }",
+                       [lon, lat])
+    box = page.locator("#map").bounding_box()
+    return box["x"] + xy[0], box["y"] + xy[1]
 
 
 def screenshot(page, name: str) -> Path:
@@ -117,4 +144,4 @@ def login(page, username: str, password: str = PASSWORD):
     page.fill("#login-form input[name=password]", password)
     page.click("#login-form button[type=submit]")
     page.wait_for_selector("#user-role:not([hidden])")
-    wait_map_idle(page)
+    wait_map_idle(page)  # the layers the role may read are loaded again

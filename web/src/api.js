@@ -10,8 +10,8 @@ export class ApiError extends Error {
   }
 }
 
-export async function request(method, url, body) {
-  const init = { method, headers: { Accept: "application/json" }, credentials: "same-origin" };
+export async function request(method, url, body, headers = {}) {
+  const init = { method, headers: { Accept: "application/json", ...headers }, credentials: "same-origin" };
   if (body !== undefined) {
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
@@ -24,7 +24,7 @@ export async function request(method, url, body) {
 }
 
 export const getJSON = (url) => request("GET", url);
-export const postJSON = (url, body) => request("POST", url, body);
+export const postJSON = (url, body, headers) => request("POST", url, body, headers);
 
 export function query(params) {
   const q = new URLSearchParams();

@@ -9,6 +9,12 @@ import { setOverlay } from "./mapview.js";
 const IDENTIFY_LAYERS = ["parcels", "buildings", "zoning"];
 const STAFF = new Set(["officer", "planner", "admin"]);
 const RIGHTS_ROLES = new Set(["officer", "admin"]);
+/** Land-register endpoints of the licensing API. */
+const REGISTER = {
+  parcel: "/api/register/parcels/{parcel_id}",
+  history: "/api/register/parcels/{parcel_id}/history",
+  lineage: "/api/register/parcels/{parcel_id}/lineage",
+};
 
 export function landUseName(code) {
   if (!code) return "—";
@@ -71,9 +77,9 @@ export class ParcelCard {
       [t("card.legalArea"), p.legal_area ? `${fmt(p.legal_area, 1)} m²` : "—"],
       [t("card.landUse"), landUseName(p.land_use)],
     ];
-    if (p.status) rows.push([t("card.status"), p.status]);
+    if (p.status) rows.push([t("card.status"), t(`parcelStatus.${p.status}`)]);
     const role = this.app.user.role;
-    this.node.replaceChildren(
+    const parts = [
       el("header", { class: "card-head" },
         el("h2", { id: "card-title", text: t("card.title", { parcel: p.parcel_no, sheet: p.sheet_no }) }),
         el("button", { type: "button", class: "icon", "aria-label": t("app.close"), title: t("app.close"),
@@ -88,32 +94,38 @@ export class ParcelCard {
         ? el("button", { type: "button", class: "btn primary", id: "card-permit", text: t("card.checkPermit"),
           onclick: () => this.app.openTab("permit") })
         : null,
-    );
+    ];
+    this.node.replaceChildren(...parts.filter(Boolean));
     if (!RIGHTS_ROLES.has(role)) {
       document.getElementById("card-register").append(el("p", { class: "hint", text: t("card.restricted") }));
     }
     this.node.hidden = false;
   }
 
-  /** History/lineage and rights from the licensing API (officers and admins). */
+  /** History, lineage and rights from the land-register API (staff; rights for officers). */
   async loadRegister(parcel) {
     const box = document.getElementById("card-register");
-    if (!box || !RIGHTS_ROLES.has(this.app.user.role)) return;
+    const role = this.app.user.role;
+    if (!box || !STAFF.has(role)) return;
     const caps = this.app.caps;
-    const historyPath = caps.match(/\/parcels\/\{[^}]+\}\/(history|lineage)$/);
-    const rightsPath = caps.match(/\/parcels\/\{[^}]+\}\/(rrr|rights)$/);
-    if (!historyPath && !rightsPath) {
+    const fill = (path) => path.replace(/\{[^}]+\}/, encodeURIComponent(parcel.id));
+    if (!caps.has(REGISTER.history) && !caps.has(REGISTER.parcel)) {
       box.append(el("p", { class: "hint", id: "card-register-unavailable", text: t("card.historyUnavailable") }));
       return;
     }
-    const id = parcel.id;
-    if (historyPath) {
-      const data = await getJSON(historyPath.replace(/\{[^}]+\}/, encodeURIComponent(id))).catch(() => null);
-      box.append(el("h3", { text: t("card.history") }), historyList(data));
-    }
-    if (rightsPath) {
-      const data = await getJSON(rightsPath.replace(/\{[^}]+\}/, encodeURIComponent(id))).catch(() => null);
-      box.append(el("h3", { text: t("card.rights") }), rightsList(data));
+    const [history, lineage, full] = await Promise.all([
+      caps.has(REGISTER.history) ? getJSON(fill(REGISTER.history)).catch(() => null) : null,
+      caps.has(REGISTER.lineage) ? getJSON(fill(REGISTER.lineage)).catch(() => null) : null,
+      RIGHTS_ROLES.has(role) && caps.has(REGISTER.parcel) ? getJSON(fill(REGISTER.parcel)).catch(() => null) : null,
+    ]);
+    if (this.current !== parcel) return; // another parcel was opened meanwhile
+    if (history) box.append(el("h3", { text: t("card.history") }), historyList(history));
+    if (lineage) box.append(el("h3", { text: t("card.lineage") }), lineageList(lineage));
+    if (full) {
+      box.append(el("h3", { text: t("card.rights") }), rightsList(full.properties?.rrr || []));
+      if (full.properties?.owner_name) {
+        box.append(definitionList([[t("card.owner"), full.properties.owner_name]], "card-facts"));
+      }
     }
   }
 
@@ -171,10 +183,21 @@ function asList(data) {
 function historyList(data) {
   const items = asList(data);
   if (!items.length) return el("p", { class: "hint", text: t("card.noHistory") });
-  return el("ol", { class: "timeline" }, ...items.map((h) => el("li", {},
-    el("time", { text: fmtDate(h.at || h.begin_lifespan || h.valid_from || h.date) }), " ",
-    el("span", { text: [h.operation || h.change || h.kind || "", h.note || "",
-      h.parcel_no !== undefined ? `#${h.parcel_no}` : ""].filter(Boolean).join(" · ") }))));
+  return el("ol", { class: "timeline" }, ...items.slice(0, 20).map((h) => el("li", {},
+    el("time", { text: fmtDate(h.at || h.begin_lifespan) }), " ",
+    el("span", { text: [h.action || h.operation || "", h.actor ? `(${h.actor})` : "", h.detail?.note || ""]
+      .filter(Boolean).join(" ") }))));
+}
+
+function lineageList(data) {
+  const edges = data?.edges || [];
+  if (!edges.length) return el("p", { class: "hint", text: t("card.noLineage") });
+  const label = (id) => {
+    const p = data.parcels?.[id];
+    return p ? `#${p.parcel_no} (${p.ward_code}/${p.sheet_no})` : `id ${id}`;
+  };
+  return el("ul", { class: "plain" }, ...edges.map((e) => el("li", {
+    text: `${label(e.parent_id)} → ${label(e.child_id)} · ${e.operation || ""} · ${fmtDate(e.at)}` })));
 }
 
 function rightsList(data) {

@@ -1,4 +1,5 @@
 // Building DOM nodes without innerHTML (text is always set as text, never parsed as HTML).
+import { t } from "./i18n.js";
 
 export function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -11,4 +12,12 @@ export function el(tag, attrs = {}, ...children) {
   }
   for (const c of children.flat()) if (c !== null && c !== undefined) node.append(c);
   return node;
+}
+
+/** The translated name of a dossier kind (the code itself when the catalogue has none). */
+export function kindName(kind) {
+  if (!kind) return "";
+  const key = `kind.${kind}`;
+  const name = t(key);
+  return name === key ? kind : name;
 }

@@ -110,6 +110,7 @@ class App {
   }
 
   fitToData() {
+    if (/[#&]map=/.test(window.location.hash)) return; // a view given in the URL wins
     const bbox = this.readable.parcels?.bbox;
     if (bbox && bbox.length === 4) this.map.fitBounds([[bbox[0], bbox[1]], [bbox[2], bbox[3]]], { padding: 30, duration: 0 });
   }
@@ -144,6 +145,7 @@ class App {
   }
 
   async reloadUser() {
+    document.body.dataset.ready = "false"; // until the layers of the new role are loaded
     this.user = await getJSON("/auth/me");
     this.showUser();
     this.card.close();
@@ -158,6 +160,7 @@ class App {
     await this.loadLayers();
     this.flood.refresh();
     if (!document.querySelector(".tabs .active:not([hidden])")) this.openTab("layers");
+    document.body.dataset.ready = "true";
   }
 
   showUser() {

@@ -19,6 +19,7 @@ export function createMap(container) {
     center: DEFAULT_CENTER,
     zoom: 15.5,
     maxPitch: 70,
+    hash: "map", // the view is in the URL (#map=zoom/lat/lon/bearing/pitch): links and reloads keep it
     attributionControl: { compact: true, customAttribution: "© Sở TN&MT TP.HCM (dữ liệu demo)" },
     locale: {},
   });

@@ -3,15 +3,12 @@
 // the rule-by-rule compliance report of the licensing API with failing geometry highlighted.
 import { ApiError, postJSON } from "./api.js";
 import { el } from "./dom.js";
-import { lonLatToCity } from "./coords.js";
+import { cityToLonLat, lonLatToCity } from "./coords.js";
 import { fmt, t } from "./i18n.js";
 import { setOverlay } from "./mapview.js";
 
 /** Candidate paths of the compliance-check endpoint (the first one the server has is used). */
-const CHECK_PATHS = [
-  "/api/licensing/check", "/api/licensing/compliance", "/api/licensing/checks",
-  "/api/licensing/compliance-check", "/api/compliance/check",
-];
+const CHECK_PATHS = ["/api/checks", "/api/licensing/checks", "/api/licensing/check"];
 
 /** Planar area (m²) of a lon/lat ring, computed in VN-2000 / TM-3 metres. */
 export function ringArea(ring) {
@@ -127,7 +124,7 @@ export class PermitTool {
     if (!path) return say(`${t("app.unavailable")} (POST ${CHECK_PATHS[0]})`, "message unavailable");
     const body = {
       parcel_id: this.parcel.id,
-      footprint, crs: "CRS84",
+      footprint, crs: "http://www.opengis.net/def/crs/OGC/1.3/CRS84",
       floors: Number(form.get("floors")), height: Number(form.get("height")),
       floor_elevation: Number(form.get("floor_elevation")), use: form.get("use"),
     };
@@ -139,26 +136,38 @@ export class PermitTool {
   }
 
   render(report) {
-    const results = report.results || report.rules || report.checks || [];
-    const passed = (r) => r.passed ?? r.pass ?? r.ok ?? (r.status ? r.status === "pass" : true);
-    const failed = results.filter((r) => !passed(r));
+    const results = report.results || [];
+    const failed = results.filter((r) => r.status === "fail");
     const summary = failed.length
       ? t("permit.result.summaryFail", { failed: failed.length, count: results.length })
       : t("permit.result.summaryPass", { count: results.length });
-    const value = (v, unit) => (v === null || v === undefined ? "—" : typeof v === "number" ? `${fmt(v, 2)}${unit ? ` ${unit}` : ""}` : String(v));
+    const value = (v, unit) => (v === null || v === undefined ? "—" : `${fmt(v, 2)}${unit ? ` ${unit}` : ""}`);
     this.result.replaceChildren(
-      el("p", { class: `summary ${failed.length ? "fail" : "pass"}`, text: summary }),
-      el("table", { class: "table rules" },
-        el("thead", {}, el("tr", {}, ...["permit.rule", "permit.measured", "permit.limit", "permit.basis"].map((k) => el("th", { text: t(k) })), el("th"))),
-        el("tbody", {}, ...results.map((r) => el("tr", { class: passed(r) ? "pass" : "fail" },
-          el("td", { text: r.title || r.name || r.rule || r.rule_id || r.id }),
-          el("td", { text: value(r.measured ?? r.value, r.unit) }),
+      el("p", { class: `summary ${failed.length ? "fail" : "pass"}`, id: "permit-summary", text: summary }),
+      el("table", { class: "table rules", id: "permit-rules" },
+        el("thead", {}, el("tr", {}, ...["permit.rule", "permit.measured", "permit.limit"].map((k) => el("th", { text: t(k) })), el("th"))),
+        el("tbody", {}, ...results.map((r) => el("tr", { class: r.status, "data-rule": r.rule, title: r.message || "" },
+          el("td", {}, el("span", { text: ruleTitle(r) }), el("br"), el("small", { class: "basis", text: r.legal_basis || "" })),
+          el("td", { text: value(r.measured, r.unit) }),
           el("td", { text: value(r.limit, r.unit) }),
-          el("td", { class: "basis", text: r.legal_basis || r.basis || "" }),
-          el("td", {}, el("span", { class: `badge ${passed(r) ? "pass" : "fail"}`,
-            text: t(passed(r) ? "permit.result.pass" : "permit.result.fail") })))))),
+          el("td", {}, el("span", { class: `badge ${r.status}`, text: t(`permit.result.${r.status}`) })))))),
     );
-    const geoms = failed.map((r) => r.geometry || r.geometry_at_fault || r.fault_geometry).filter(Boolean);
-    setOverlay(this.app.map, "violations", geoms.map((g) => (g.type === "Feature" ? g : { type: "Feature", geometry: g, properties: {} })));
+    // failing geometry comes in the report's CRS (the city CRS, EPSG:9210)
+    const inCity = String(report.crs || "").endsWith("9210");
+    const geoms = failed.map((r) => r.geometry).filter(Boolean).map((g) => (inCity ? toLonLat(g) : g));
+    setOverlay(this.app.map, "violations", geoms.map((g) => ({ type: "Feature", geometry: g, properties: {} })));
   }
+}
+
+function ruleTitle(r) {
+  const key = `check.${r.rule}`;
+  const title = t(key);
+  return title === key ? r.title || r.rule : title;
+}
+
+/** A GeoJSON geometry in VN-2000 / TM-3 metres converted to lon/lat. */
+export function toLonLat(geometry) {
+  const convert = (c) => (typeof c[0] === "number" ? cityToLonLat(c[0], c[1]) : c.map(convert));
+  if (geometry.type === "GeometryCollection") return { ...geometry, geometries: geometry.geometries.map(toLonLat) };
+  return { ...geometry, coordinates: convert(geometry.coordinates) };
 }

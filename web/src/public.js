@@ -4,10 +4,11 @@
 import "./styles.css";
 
 import { ApiError, Capabilities, getJSON } from "./api.js";
-import { el } from "./dom.js";
+import { el, kindName } from "./dom.js";
 import { fmtDate, lang, onLangChange, setLang, t, translate } from "./i18n.js";
 
 const STATUS_PATTERNS = [
+  /^\/public\/dossiers\/\{[^}]+\}$/,
   /^\/api\/(licensing\/)?public\/dossiers\/\{[^}]+\}(\/status)?$/,
   /^\/api\/(licensing\/)?dossiers\/\{[^}]+\}\/(public|status)$/,
   /^\/(api\/)?tra-cuu\/\{[^}]+\}$/,
@@ -64,7 +65,7 @@ function renderStatus(d) {
     el("h2", { id: "status-code", text: d.code }),
     el("p", { class: "status-state" }, `${t("public.state")}: `,
       el("span", { id: "status-state", class: `state state-${d.state}`, text: t(`state.${d.state}`) })),
-    d.kind ? el("p", { text: `${t("public.kind")}: ${d.kind}` }) : null,
+    d.kind ? el("p", { text: `${t("public.kind")}: ${kindName(d.kind)}` }) : null,
     d.due_at || d.due_date ? el("p", { text: `${t("public.due")}: ${fmtDate(d.due_at || d.due_date)}` }) : null,
     el("h3", { text: t("public.timeline") }),
     el("ol", { class: "timeline", id: "status-timeline" }, ...timeline.map((ev) => el("li", {},
