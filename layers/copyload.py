@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Iterator
 
 from psycopg2 import sql
@@ -26,6 +27,7 @@ class _ChunkReader:
         self._buffer = b""
         self._finished = False
         self.error: BaseException | None = None
+        self.waited = 0.0  # seconds COPY waited for the next chunk (the producer was the bottleneck)
         self._thread = threading.Thread(target=self._produce, args=(chunks,), daemon=True, name="ingest-prepare")
         self._thread.start()
 
@@ -53,7 +55,9 @@ class _ChunkReader:
 
     def read(self, size: int = -1) -> bytes:
         while not self._buffer and not self._finished:
+            t0 = time.perf_counter()
             item = self._queue.get()
+            self.waited += time.perf_counter() - t0
             if item is _DONE:
                 self._finished = True
                 if self.error is not None:
@@ -78,10 +82,11 @@ class _ChunkReader:
         self._thread.join()
 
 
-def copy_chunks(dbapi_conn, schema_name: str, table_name: str, columns: list[str], chunks: Iterator[bytes]) -> None:
+def copy_chunks(dbapi_conn, schema_name: str, table_name: str, columns: list[str], chunks: Iterator[bytes]) -> float:
     """COPY ``chunks`` (text format, UTF-8) into ``schema.table (columns)`` on ``dbapi_conn``.
 
-    Identifiers come from the layer catalogue and are quoted by psycopg2.
+    Identifiers come from the layer catalogue and are quoted by psycopg2. Returns the seconds
+    the COPY spent waiting for input (high: preparation is the bottleneck; low: the server is).
     """
     statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
         sql.Identifier(schema_name, table_name), sql.SQL(", ").join(sql.Identifier(c) for c in columns)
@@ -98,3 +103,4 @@ def copy_chunks(dbapi_conn, schema_name: str, table_name: str, columns: list[str
         reader.close()
     if reader.error is not None:
         raise reader.error
+    return reader.waited

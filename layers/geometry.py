@@ -125,8 +125,8 @@ _DIM_NAMES = {0: "points", 1: "lines", 2: "polygons"}
 
 
 def _parts_of_dimension(geom, dim: int):
-    parts = [g for g in shapely.get_parts(geom) if g.geom_type != "GeometryCollection" and shapely.get_dimensions(g) == dim]
-    parts = [p for g in parts for p in shapely.get_parts(g)]
+    parts = [p for g in shapely.get_parts(geom) if shapely.get_type_id(g) != 7 and shapely.get_dimensions(g) == dim
+             for p in shapely.get_parts(g)]
     if not parts:
         return None
     maker = {0: shapely.multipoints, 1: shapely.multilinestrings, 2: shapely.multipolygons}[dim]
@@ -140,7 +140,10 @@ def _handle_invalid(out: CheckedBatch, row: int, dim: int | None, policy: str) -
         _reject(out, np.array([row]), f"invalid geometry: {reason}")
         return
     try:
-        fixed = shapely.make_valid(geom, method="structure", keep_collapsed=False) if dim == 2 else shapely.make_valid(geom)
+        if dim == 2:  # polygons: rebuild from the rings, dropping collapsed parts
+            fixed = shapely.make_valid(geom, method="structure", keep_collapsed=False)
+        else:
+            fixed = shapely.make_valid(geom)
     except GEOSException as exc:
         _reject(out, np.array([row]), f"invalid geometry ({reason}) could not be repaired: {exc}")
         return

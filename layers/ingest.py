@@ -131,7 +131,8 @@ def load_layer(engine: Engine, path: Path | str, layer: str, *, actor: str, file
         layer=layer, kind="", mode=mode, policy=policy,
         source={"file": source.name, "driver": source.driver, "layer": source.layer,
                 "geometry_type": source.geometry_type, "features": source.feature_count,
-                "crs": f"EPSG:{_epsg(src_srid)}", "crs_from": "file" if source.crs is not None and not crs else "declared",
+                "crs": f"EPSG:{_epsg(src_srid)}",
+                "crs_from": "file" if source.crs is not None and not crs else "declared",
                 "encoding": source.recode or "utf-8"},
     )
     with engine.connect() as conn, conn.begin():
@@ -145,8 +146,9 @@ def load_layer(engine: Engine, path: Path | str, layer: str, *, actor: str, file
         t0 = time.perf_counter()
         chunks = _chunks(source, plan, target, src_srid, policy, report, batch_size, progress)
         try:
-            copy_chunks(conn.connection.dbapi_connection, target.schema_name, target.table.name,
-                        plan.copy_columns, chunks)
+            report.seconds["copy_waiting_for_input"] = copy_chunks(
+                conn.connection.dbapi_connection, target.schema_name, target.table.name, plan.copy_columns, chunks
+            )
             report.seconds["read_prepare_copy"] = time.perf_counter() - t0
             t0 = time.perf_counter()
             if target.kind == "canonical":
@@ -246,11 +248,13 @@ def _database_error(exc: psycopg2.Error, layer: str) -> Exception:
 def _chunks(source: VectorSource, plan: MappingPlan, target: targets.Target, src_srid: int, policy: str,
             report: LoadReport, batch_size: int, progress: Progress | None) -> Iterator[bytes]:
     total = source.feature_count
+    cpu0 = time.thread_time()
     for batch in iter_batches(source, batch_size):
         t0 = time.perf_counter()
         report.read += len(batch)
         text = prepare_batch(batch, plan, target.geometry_type, src_srid, policy, report)
         report.seconds["prepare"] = report.seconds.get("prepare", 0.0) + time.perf_counter() - t0
+        report.seconds["read_prepare_cpu"] = time.thread_time() - cpu0
         if progress is not None:
             progress(report.read, total)
         if text:
@@ -262,7 +266,8 @@ def prepare_batch(batch: FeatureBatch, plan: MappingPlan, target_type: str, src_
     """COPY text of the storable features of a batch; rejections and repairs go into ``report``."""
     n = len(batch)
     geoms = shapely.from_wkb(batch.wkb, on_invalid="ignore")
-    unreadable = {int(i): "unreadable geometry" for i in np.flatnonzero(shapely.is_missing(geoms) & (batch.wkb != None))}  # noqa: E711
+    has_wkb = np.array([w is not None for w in batch.wkb], dtype=bool)
+    unreadable = {int(i): "unreadable geometry" for i in np.flatnonzero(shapely.is_missing(geoms) & has_wkb)}
     geoms = reproject(geoms, src_srid, CITY_SRID)
     checked = check_geometries(geoms, target_type, policy, batch.fids)
     rejected = {**checked.rejected, **unreadable}

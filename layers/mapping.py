@@ -201,10 +201,7 @@ def attributes_json(columns: dict[str, pa.Array], names: list[str], n: int) -> p
 
 def _json_values(arr: pa.Array) -> pa.Array:
     if pa.types.is_integer(arr.type) or pa.types.is_boolean(arr.type):
-        text = pc.cast(arr, pa.string())
-        if pa.types.is_boolean(arr.type):
-            return pc.fill_null(text, "null")
-        return pc.fill_null(text, "null")
+        return pc.fill_null(pc.cast(arr, pa.string()), "null")
     if pa.types.is_floating(arr.type):
         return pa.array([_json_number(v) for v in arr.to_pylist()], pa.string())
     return pa.array([_json_scalar(v) for v in arr.to_pylist()], pa.string())

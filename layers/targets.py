@@ -100,7 +100,8 @@ def existing_generic(conn: Connection, name: str) -> catalogue.LayerInfo | None:
     return info
 
 
-def generic_columns(fields: list[str], ogr_types: list[str], mapping: dict[str, str] | None) -> list[tuple[str, str, object]]:
+def generic_columns(fields: list[str], ogr_types: list[str],
+                    mapping: dict[str, str] | None) -> list[tuple[str, str, object]]:
     """(source field, column name, SQL type) for a new generic table."""
     mapping = mapping or {}
     taken: set[str] = set()
