@@ -190,6 +190,7 @@ def measure(url: str, samples: int, seed: int = 11) -> None:
             report = check.check_building(conn, pid, proposals[pid])
             full.append(time.perf_counter() - t)
             fails += report["overall"] == "fail"
+        splits = _time_splits(conn, ids[: max(10, samples // 20)])
     engine.dispose()
     b50, b95, bmean = _percentiles(base)
     f50, f95, fmean = _percentiles(full)
@@ -197,6 +198,27 @@ def measure(url: str, samples: int, seed: int = 11) -> None:
     print(f"baseline parcel lookup : p50 {b50:7.2f} ms   p95 {b95:7.2f} ms   mean {bmean:7.2f} ms")
     print(f"full compliance check  : p50 {f50:7.2f} ms   p95 {f95:7.2f} ms   mean {fmean:7.2f} ms")
     print(f"check / lookup (p50)   : {f50 / b50:.1f}x;  target p95 < 200 ms: {'met' if f95 < 200 else 'NOT met'}")
+    s50, s95, smean = _percentiles(splits)
+    print(f"register split (rolled back, incl. parcels layer bump): p50 {s50:.0f} ms   p95 {s95:.0f} ms "
+          f"over {len(splits)}")
+
+
+def _time_splits(conn, ids: list[int]) -> list[float]:
+    """A split of random parcels across their depth, each in a transaction rolled back."""
+    from shapely.geometry import LineString
+
+    from licensing import register
+
+    times = []
+    conn.rollback()  # end the read transaction the lookups began
+    for pid in ids:
+        with conn.begin() as tx:
+            b = register.get_parcel(conn, pid)["geom"].bounds
+            t = time.perf_counter()
+            register.split_parcel(conn, "bench", pid, LineString([(b[0] - 1, b[1] + 10), (b[2] + 1, b[1] + 10)]))
+            times.append(time.perf_counter() - t)
+            tx.rollback()
+    return times
 
 
 def main() -> None:

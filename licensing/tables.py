@@ -30,6 +30,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
+from gisserver import schema
 from gisserver.crs import CITY_SRID
 from gisserver.schema import metadata
 from licensing.workflow import DOSSIER_STATES
@@ -49,6 +50,12 @@ def _in(values) -> str:
 
 
 # --- parcel register (LADM: Party, RRR, Source, lineage of SpatialUnit versions) ---------------
+
+# every version of a parcel number, current or retired: fresh numbers are max + 1 over all of them
+# (numbers are never reused), and version histories are read by number. The partial unique index
+# of schema.py covers current versions only.
+Index("ix_parcel_ward_code_sheet_no_parcel_no", schema.parcel.c.ward_code, schema.parcel.c.sheet_no,
+      schema.parcel.c.parcel_no)
 
 party = Table(
     "party",

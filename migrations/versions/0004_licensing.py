@@ -33,6 +33,9 @@ def _created_at():
 
 
 def upgrade() -> None:
+    # all versions of a parcel number (licensing/tables.py): fresh numbers and histories by number
+    op.create_index("ix_parcel_ward_code_sheet_no_parcel_no", "parcel", ["ward_code", "sheet_no", "parcel_no"],
+                    unique=False)
     op.create_table(
         "party",
         sa.Column("id", sa.BigInteger(), nullable=False),
@@ -291,3 +294,4 @@ def downgrade() -> None:
     op.drop_table("parcel_change")
     op.drop_table("register_source")
     op.drop_table("party")
+    op.drop_index("ix_parcel_ward_code_sheet_no_parcel_no", table_name="parcel")

@@ -12,7 +12,7 @@ from licensing import tables as lt
 from licensing.workflow import transition_rows
 from migrations.filters import include_object
 
-LICENSING_NAMES = {t.name for t in lt.LICENSING_TABLES}
+LICENSING_NAMES = {t.name for t in lt.LICENSING_TABLES} | {"ix_parcel_ward_code_sheet_no_parcel_no"}
 
 
 def _licensing_diff(engine):
