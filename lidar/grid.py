@@ -47,6 +47,17 @@ class GridSpec:
 
         return from_origin(self.x0, self.y1, self.cell, self.cell)
 
+    def clip(self, bounds: tuple[float, float, float, float]) -> GridSpec | None:
+        """The sub-grid (same lattice) of the cells touching ``bounds``; None if they do not meet."""
+        x0, y0, x1, y1 = bounds
+        c0 = max(int(math.floor((x0 - self.x0) / self.cell)), 0)
+        c1 = min(int(math.floor((x1 - self.x0) / self.cell)), self.width - 1)
+        r0 = max(int(math.floor((self.y1 - y1) / self.cell)), 0)
+        r1 = min(int(math.floor((self.y1 - y0) / self.cell)), self.height - 1)
+        if c1 < c0 or r1 < r0:
+            return None
+        return GridSpec(self.x0 + c0 * self.cell, self.y1 - r0 * self.cell, self.cell, c1 - c0 + 1, r1 - r0 + 1)
+
     def window_of(self, other: GridSpec) -> tuple[slice, slice]:
         """Row/column slices of ``other`` (same lattice, inside self) within this grid."""
         c0 = int(round((other.x0 - self.x0) / self.cell))
@@ -58,7 +69,7 @@ class GridSpec:
                            self.x0, self.y1, self.cell, self.height, self.width)
 
 
-@numba.njit(cache=True, parallel=False)
+@numba.njit(cache=True, nogil=True)
 def _cell_index(x, y, x0, y1, cell, height, width):
     n = x.shape[0]
     rows = np.empty(n, np.int64)
@@ -79,7 +90,7 @@ def _cell_index(x, y, x0, y1, cell, height, width):
     return rows, cols
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def cell_min(rows, cols, z, height, width):
     """Lowest z per cell (NaN where empty) and the index of the point that gave it (-1)."""
     out = np.full((height, width), np.nan)
@@ -96,7 +107,7 @@ def cell_min(rows, cols, z, height, width):
     return out, idx
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def cell_max(rows, cols, z, height, width):
     """Highest z per cell (NaN where empty)."""
     out = np.full((height, width), np.nan)
@@ -111,7 +122,7 @@ def cell_max(rows, cols, z, height, width):
     return out
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def sample_bilinear(grid, x, y, x0, y1, cell):
     """Bilinear value of a cell-centred grid at points (edge cells extended)."""
     h, w = grid.shape
@@ -133,7 +144,7 @@ def sample_bilinear(grid, x, y, x0, y1, cell):
     return out
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def sample_nearest(grid, rows, cols):
     n = rows.shape[0]
     out = np.full(n, np.nan)

@@ -24,7 +24,7 @@ import numba
 import numpy as np
 
 from lidar.grid import GridSpec, cell_min, sample_bilinear
-from lidar.inpaint import fill_missing
+from lidar.inpaint import fill_missing, fill_with_lowest
 from lidar.morphology import open_disk
 
 GROUND, UNCLASSIFIED, LOW_NOISE, HIGH_NOISE = 2, 1, 7, 18
@@ -88,7 +88,7 @@ def progressive_filter(surface: np.ndarray, cell: float, slope: float, window: f
     return objects
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _gradient_magnitude(z, cell):
     h, w = z.shape
     out = np.zeros((h, w))
@@ -102,7 +102,7 @@ def _gradient_magnitude(z, cell):
     return out
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _label_points(z, surface_z, surface_slope, last, threshold, scalar, low_noise, high_noise, out):
     for i in range(z.shape[0]):
         d = z[i] - surface_z[i]
@@ -121,10 +121,10 @@ def provisional_dem(zmin: np.ndarray, params: SMRFParams) -> np.ndarray:
     empty = ~np.isfinite(zmin)
     if empty.all():
         return np.full(zmin.shape, np.nan)
-    filled = fill_missing(zmin)
+    filled = fill_with_lowest(zmin)
     low = progressive_filter(-filled, params.cell, params.low_slope, params.cell)
     # low outliers are removed before the object filter, or their pits spread through the openings
-    surface = fill_missing(zmin, empty | low) if low.any() else filled
+    surface = fill_with_lowest(zmin, empty | low) if low.any() else filled
     if params.cut > 0:
         surface = open_disk(surface, int(math.ceil(params.cut / params.cell)))
     objects = progressive_filter(surface, params.cell, params.slope, params.window)

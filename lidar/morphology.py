@@ -14,7 +14,7 @@ import numba
 import numpy as np
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _sliding_extreme(row, half, out, use_min):
     """out[j] = min (or max) of row[j-half .. j+half], ignoring positions outside the row."""
     n = row.shape[0]
@@ -48,7 +48,7 @@ def _sliding_extreme(row, half, out, use_min):
         out[j] = min(a, b2) if use_min else max(a, b2)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _disk_filter(z, radius, use_min):
     height, width = z.shape
     out = np.full((height, width), np.inf if use_min else -np.inf)
