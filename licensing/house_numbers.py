@@ -387,10 +387,13 @@ def number_street(conn: Connection, actor: str, street_id: int, *, max_distance:
     _check_dossier(conn, dossier_id)
     row = _street_row(conn, street_id, lock=True)  # one numbering of a street at a time
     line = row["geom"]
-    stations = []
+    stations, skipped = [], []
     for building_id, footprint in _candidate_buildings(conn, row, max_distance, building_ids):
         point = access_point(footprint, line)
-        stations.append((building_id, point, station(line, point)))
+        try:
+            stations.append((building_id, point, station(line, point)))
+        except RuleViolation as exc:  # the footprint crosses the centreline: an officer must give the point
+            skipped.append({"building_id": building_id, "reason": exc.message})
     existing = _active_numbers(conn, street_id)
     assigned = []
     if not existing:
@@ -404,7 +407,7 @@ def number_street(conn: Connection, actor: str, street_id: int, *, max_distance:
     else:
         for building_id, point, st in sorted(stations, key=lambda s: s[2].chainage):
             assigned.append(_insert(conn, actor, row, st, point, building_id, dossier_id))
-    return {"street_id": street_id, "assigned": assigned,
+    return {"street_id": street_id, "assigned": assigned, "skipped": skipped,
             "unchanged": len(existing), "mode": "insert" if existing else "first"}
 
 
@@ -454,6 +457,8 @@ def renumber(conn: Connection, actor: str, number_id: int, new_label: str, *, re
     if old["status"] != "active":
         raise Conflict(f"house number {old['label']} is retired")
     row = _street_row(conn, old["street_id"], lock=True)
+    if row["prefix"] and isinstance(new_label, str) and "/" not in new_label:
+        new_label = f"{row['prefix']}/{new_label}"  # "9" in alley 12 means 12/9
     label = parse_label(new_label)
     if label.prefix != row["prefix"]:
         raise InvalidInput(f"numbers on this street are labelled {row['prefix'] + '/' if row['prefix'] else ''}<n>")

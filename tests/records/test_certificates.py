@@ -64,8 +64,10 @@ def test_first_issue_from_the_register(land):
         assert cert["parcels"][0]["use_form"] == "joint" and cert["parcels"][0]["area"] == pytest.approx(200)
         assert len(cert["rights"]) == 2 and cert["certificate_no"].startswith("GCN-HS")
         assert cert["barcode"].startswith("2700126") and cert["register_entry_no"] == "CS00001"
-        state = conn.execute(select(lt.dossier.c.state).where(lt.dossier.c.id == cert["dossier_id"])).scalar_one()
-        assert state == "issued"
+        dossier = conn.execute(select(lt.dossier).where(lt.dossier.c.id == cert["dossier_id"])).mappings().one()
+        assert dossier["state"] == "issued" and dossier["kind"] == "certificate_first_issue"
+        # the statutory clock of the kind comes from the rule table: 20 working days after acceptance
+        assert 26 <= (dossier["due_date"] - dossier["accepted_at"].date()).days <= 34
         assert audit.history(conn, "land_certificate", cert["id"])[0]["action"] == "land_certificate.first_issue"
         with pytest.raises(RuleViolation, match="valid certificate"):
             _issue(conn, made[201], serial="DA 123457")

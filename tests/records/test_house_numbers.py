@@ -116,8 +116,11 @@ def test_alley_numbers(street):
         # the main street's re-run leaves the alley houses to the alley
         assert hn.number_street(conn, ACTOR, s["id"])["assigned"] == []
         assert _labels(conn, s["id"]) == main_before
-        sub = hn.create_alley(conn, ACTOR, alley["id"], line((18.5, -30), (40, -30)), off_label="11")
-        assert sub["prefix"] == "12/11"
+        renumbered = hn.renumber(conn, ACTOR, next(n["id"] for n in hn.list_numbers(conn, alley["id"])
+                                                   if n["building_id"] == a3), "13", reason="survey")
+        assert renumbered["label"] == "12/13"
+        sub = hn.create_alley(conn, ACTOR, alley["id"], line((18.5, -30), (40, -30)), off_label="13")
+        assert sub["prefix"] == "12/13"
         with pytest.raises(InvalidInput):
             hn.create_alley(conn, ACTOR, s["id"], line((60, 0), (60, -30)), off_label="99")
 
@@ -158,6 +161,14 @@ def test_number_certificate_with_dossier(street):
         assert hn.get_number(conn, number["id"])["certificates"][0]["certificate_no"] == cert["certificate_no"]
         with pytest.raises(InvalidInput):
             hn.issue_number_certificate(conn, ACTOR, number["id"], dossier_id=999999)
+
+
+def test_building_across_the_centreline_is_skipped_not_fatal(street):
+    engine, s, ids, _ = street
+    with engine.begin() as conn:
+        across = add_building(conn, 60, -3, 64, 3)
+        result = hn.number_street(conn, ACTOR, s["id"])
+    assert result["assigned"] == [] and result["skipped"][0]["building_id"] == across
 
 
 def test_street_from_road_is_oriented_from_the_start(records_db):
