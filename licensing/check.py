@@ -38,6 +38,8 @@ SEARCH_RADIUS_M = 50.0
 #: geometric noise below which an overlap is not a fault
 AREA_TOLERANCE_M2 = 0.01
 USES = ("civil", "industrial")
+#: raster catalogue kinds the check samples: ground, flood water level (m, Hòn Dấu), flood max depth (m)
+RASTER_KINDS = ("dtm", "flood_level", "flood_depth")
 PASS, FAIL, NOT_EVALUATED = "pass", "fail", "not_evaluated"
 
 
@@ -134,7 +136,7 @@ def _gather_statement():
     )
     rasters = (
         select(r.c.name, r.c.kind, r.c.path, r.c.srid, r.c.resolution)
-        .where(r.c.kind.in_(("dtm", "flood_level")), func.ST_Intersects(r.c.footprint, fp))
+        .where(r.c.kind.in_(RASTER_KINDS), func.ST_Intersects(r.c.footprint, fp))
         .order_by(r.c.resolution).subquery()
     )
     in_force = (
@@ -196,7 +198,12 @@ def gather(conn: Connection, parcel_id: int, proposal: Proposal, *, on: date | N
     ctx.ground = dtm[0] if dtm else None
     flood = _sample_first(row["rasters"], proposal.footprint, "flood_level", raster_root)
     if flood:
-        ctx.flood_level, ctx.flood_source = max(flood[0]), f"flood result raster {flood[1]}"
+        ctx.flood_level, ctx.flood_source = max(flood[0]), f"flood water level raster {flood[1]}"
+    elif ctx.ground:
+        depth = _sample_first(row["rasters"], proposal.footprint, "flood_depth", raster_root)
+        if depth:
+            ctx.flood_level = median(ctx.ground) + max(depth[0])
+            ctx.flood_source = f"DTM + max depth of flood result raster {depth[1]}"
     return ctx
 
 
@@ -392,6 +399,11 @@ def check_subdivision(ctx: Context, p: Proposal) -> dict:
         return _result("subdivision_min_lot", NOT_EVALUATED, "the parcel's subdivision zone is unknown",
                        rule_version=rule)
     tolerance = float(rule.data.get("frontage_tolerance", 0.5))
+    outside = unary_union([lot.difference(ctx.parcel["geom"]) for lot in p.subdivision_lots])
+    if outside.area > AREA_TOLERANCE_M2:
+        return _result("subdivision_min_lot", FAIL,
+                       f"{outside.area:.2f} m2 of the proposed lots lie outside the parcel",
+                       measured=outside.area, limit=0, unit="m2", geometry=outside, rule_version=rule)
     faults, worst = [], None
     for lot in p.subdivision_lots:
         frontage = _frontage(lot, ctx.red_lines, tolerance)

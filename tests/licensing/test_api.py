@@ -150,3 +150,42 @@ def test_dossier_api_etag_transitions_attachments_public(client, users):
     history = citizen.get(f"{url}/history")
     assert [h["action"] for h in history.json][:2] == ["dossier.accepted", "dossier.submitted"]
     assert users["planner"].get(url).json["allowed_transitions"] == ["under_review"]
+
+
+def test_register_api_merge_adjust_attributes_rrr_and_corridors(users, lic_db):
+    officer = users["officer"]
+    a = _create(officer, 1, rect(0, 0, 20, 20)).json["created"][0]["id"]
+    b = _create(officer, 2, rect(20, 0, 40, 20)).json["created"][0]["id"]
+    party = officer.post("/api/register/parties", json={"name": "Công ty TNHH A", "kind": "organization"})
+    assert party.status_code == 201
+    assert officer.post("/api/register/parties", json={"name": ""}).status_code == 400
+    rrr = officer.post(f"/api/register/parcels/{a}/rrr", json={"kind": "right", "type": "land_use_right",
+                                                               "party_id": party.json["id"], "share": 1})
+    assert rrr.status_code == 201
+    assert officer.post(f"/api/register/parcels/{a}/rrr", json={"kind": "gift", "type": "x"}).status_code == 400
+    adjusted = officer.post(f"/api/register/parcels/{a}/adjust",
+                            json={"neighbour_id": b, "geometry": mapping(rect(0, 0, 25, 20))})
+    assert adjusted.status_code == 201
+    new_a, new_b = (c["id"] for c in adjusted.json["created"])
+    assert officer.post(f"/api/register/parcels/{new_a}/adjust",
+                        json={"neighbour_id": "x", "geometry": mapping(rect(0, 0, 25, 20))}).status_code == 400
+    changed = officer.post(f"/api/register/parcels/{new_a}/attributes", json={"changes": {"address": "12 Lê Lợi"}})
+    assert changed.status_code == 201
+    v3 = changed.json["created"][0]["id"]
+    versions = officer.get(f"/api/register/parcels/{v3}/versions")
+    assert [f["properties"]["current"] for f in versions.json["features"]] == [False, False, True]
+    one = officer.get(f"/api/register/parcels/{v3}")
+    assert one.json["properties"]["rrr"][0]["type"] == "land_use_right"
+    merged = officer.post("/api/register/merge", json={"parcel_ids": [v3, new_b], "parcel_no": 7})
+    assert merged.status_code == 201 and merged.json["created"][0]["parcel_no"] == 7
+    assert officer.post("/api/register/merge", json={"parcel_ids": "1,2"}).status_code == 400
+    again = officer.post("/api/register/merge", json={"parcel_ids": [v3, new_b]})
+    assert again.status_code == 409 and again.content_type == "application/problem+json"
+    assert officer.post("/api/corridors/generate", json={}).status_code == 403
+    generated = users["admin"].post("/api/corridors/generate", json={"kinds": ["water"]})
+    assert generated.status_code == 200 and generated.json == {"water": 0}
+    assert users["admin"].post("/api/corridors/generate", json={"kinds": ["lava"]}).status_code == 400
+    retired_check = officer.post("/api/checks", json={"parcel_id": a, "footprint": mapping(rect(1, 1, 9, 9)),
+                                                      "floors": 2, "height": 7})
+    assert retired_check.status_code == 409
+    assert users["public"].get("/api/register/parcels").status_code == 403

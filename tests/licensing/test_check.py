@@ -86,6 +86,28 @@ def test_bad_building_fails_each_rule_with_its_geometry(lic_db, site, tmp_path):
     assert "Decree 14/2014" in results["protection_corridors"]["legal_basis"]
 
 
+def test_flood_level_from_flood_rasters(lic_db, site, tmp_path):
+    proposal = check.Proposal(footprint=rect(0, -4, 10, 12), floors=4, height=15.0, floor_elevation=2.3)
+    with lic_db.begin() as conn:
+        _register_dtm(conn, tmp_path, value=1.2)
+        _register_dtm(conn, tmp_path, value=0.9, kind="flood_depth", name="depth_2050")
+    res = _by_rule(_run(lic_db, site, proposal, raster_root=tmp_path))["floor_vs_flood"]
+    assert res["status"] == "fail" and res["limit"] == pytest.approx(1.2 + 0.9 + 0.3)
+    assert "depth_2050" in res["message"]
+    with lic_db.begin() as conn:  # a water-level result wins over DTM + depth
+        _register_dtm(conn, tmp_path, value=1.6, kind="flood_level", name="level_2050")
+    res = _by_rule(_run(lic_db, site, proposal, raster_root=tmp_path))["floor_vs_flood"]
+    assert res["status"] == "pass" and res["limit"] == pytest.approx(2.0)  # HCMC practice level 2.0 > 1.6 + 0.3
+    assert "level_2050" in res["message"] and "HCMC practice" in res["message"]
+
+
+def test_subdivision_lots_must_lie_in_the_parcel(lic_db, site):
+    lots = (rect(0, -4, 5, 21), rect(5, -4, 12, 21))
+    p = check.Proposal(footprint=rect(0, -4, 4, 10), floors=3, height=11, subdivision_lots=lots)
+    res = _by_rule(_run(lic_db, site, p))["subdivision_min_lot"]
+    assert res["status"] == "fail" and shape(res["geometry"]).area == pytest.approx(50)
+
+
 def test_existing_urban_small_lot_exception(lic_db):
     with lic_db.begin() as conn:
         parcel = register.create_parcel(conn, "officer1", ward_code="26734", sheet_no=5, parcel_no=2,
@@ -147,14 +169,15 @@ def test_proposal_from_json_in_wgs84_and_errors(lic_db, site):
             check.proposal_from_json({**body, **bad})
 
 
-def _register_dtm(conn, folder, value: float):
+def _register_dtm(conn, folder, value: float, *, kind: str = "dtm", name: str = "dtm_test"):
     x0, y0, size = E0 - 50, N0 + 60, 120
-    path = folder / "dtm.tif"
+    path = folder / f"{name}.tif"
     data = np.full((size, size), value, dtype="float32")
+    data[0, 0] = -9999  # nodata cells are never sampled
     with rasterio.open(path, "w", driver="GTiff", width=size, height=size, count=1, dtype="float32",
                        crs=city_crs().to_wkt(), transform=Affine(1.0, 0.0, x0, 0.0, -1.0, y0), nodata=-9999) as dst:
         dst.write(data, 1)
     conn.execute(insert(schema.raster).values(
-        name="dtm_test", kind="dtm", path="dtm.tif", resolution=1.0, srid=909210, width=size, height=size,
+        name=name, kind=kind, path=path.name, resolution=1.0, srid=909210, width=size, height=size,
         footprint=to_db(box(x0, y0 - size, x0 + size, y0), multi=False),
     ))
