@@ -202,8 +202,8 @@ def main() -> None:
     print(f"loaded {report.loaded:,} of {report.read:,} (repaired {report.repaired}, rejected {report.rejected}); "
           f"{count:,} rows queryable")
     print("stages (s):")
-    print(f"  prepare (read+reproject+validate+encode, worker thread CPU) {s.get('prepare', 0):7.1f}")
-    print(f"  read+prepare CPU (worker thread)                            {s.get('read_prepare_cpu', 0):7.1f}")
+    print(f"  prepare: reproject+validate+map+encode (worker thread, wall) {s.get('prepare', 0):6.1f}")
+    print(f"  read+prepare CPU time (worker thread)                       {s.get('read_prepare_cpu', 0):7.1f}")
     print(f"  read+prepare+COPY, overlapped (wall)                        {s['read_prepare_copy']:7.1f}")
     print(f"    of which COPY waited for prepared input                   {s.get('copy_waiting_for_input', 0):7.1f}")
     print(f"  rebuild indexes (2 GiST + unique btree)                     {s['index']:7.1f}")
