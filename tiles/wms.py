@@ -13,7 +13,9 @@ from __future__ import annotations
 import html
 import json
 import logging
+import threading
 import xml.etree.ElementTree as ET
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -38,6 +40,7 @@ from layers.catalogue import (
 from tiles import render
 from tiles.exceptions import OWSException, from_error, missing, wms_exception_report
 from tiles.mvt import PRIVATE_COLUMNS, current_filter
+from tiles.snapshot import CatalogueSnapshot
 from tiles.styles import layer_style, style_names
 
 log = logging.getLogger(__name__)
@@ -164,26 +167,58 @@ def area_filter(info: LayerInfo, principal: Principal | None, table) -> list:
     return [] if clause is None else [clause]
 
 
+def map_layer_for(conn: Connection, info: LayerInfo, style_name: str | None, time: str | None,
+                  principal: Principal | None) -> render.MapLayer:
+    """One readable catalogue layer as a Mapnik layer (style, current/time/area filters)."""
+    table = layer_table(conn, info)
+    style = layer_style(info.name, info.geometry_type, style_name or None)
+    where = [*current_filter(table), *time_filter(info, table, time), *area_filter(info, principal, table)]
+    return render.map_layer(table, info.name, info.geometry_type, style, where)
+
+
 def resolve_map_layers(conn: Connection, principal: Principal | None, names, styles, time: str | None,
                        ) -> list[render.MapLayer]:
     """Catalogue layers (readable by ``principal``) as Mapnik layers; unknown ones raise NotFound."""
+    return [map_layer_for(conn, get_layer(conn, name, principal), style_name, time, principal)
+            for name, style_name in zip(names, styles, strict=True)]
+
+
+_map_layers: OrderedDict = OrderedDict()
+_map_layers_lock = threading.Lock()
+
+
+def cached_map_layers(engine: Engine, snapshot: CatalogueSnapshot, principal: Principal | None, names, styles,
+                      time: str | None) -> list[render.MapLayer]:
+    """Like :func:`resolve_map_layers` from the catalogue snapshot, memoising the compiled
+    Mapnik layers per (layer, data version, style, time, area grant): a GetMap of known layers
+    then needs no database round trip before rendering."""
     out = []
     for name, style_name in zip(names, styles, strict=True):
-        info = get_layer(conn, name, principal)
-        table = layer_table(conn, info)
-        style = layer_style(info.name, info.geometry_type, style_name or None)
-        where = [*current_filter(table), *time_filter(info, table, time), *area_filter(info, principal, table)]
-        out.append(render.map_layer(table, info.name, info.geometry_type, style, where))
+        info = snapshot.layer(name, principal)
+        area_agency = principal.agency_id if principal is not None and info.area_limited_for(principal) else None
+        key = (info.id, info.name, info.data_version, style_name or "", time, area_agency)
+        with _map_layers_lock:
+            layer = _map_layers.get(key)
+        if layer is None:
+            with engine.connect() as conn:
+                layer = map_layer_for(conn, info, style_name, time, principal)
+            with _map_layers_lock:
+                _map_layers[key] = layer
+                if len(_map_layers) > 512:
+                    _map_layers.popitem(last=False)
+        out.append(layer)
     return out
 
 
 class WMSService:
     """One WMS request at a time: ``handle(params)`` -> OWSResponse (never raises)."""
 
-    def __init__(self, engine: Engine, principal: Principal | None, service_url: str):
+    def __init__(self, engine: Engine, principal: Principal | None, service_url: str,
+                 snapshot: CatalogueSnapshot | None = None):
         self.engine = engine
         self.principal = principal
         self.url = service_url
+        self.snapshot = snapshot
         self.db = render.DbParams.from_url(engine.url)
 
     def handle(self, args: Mapping[str, str]) -> OWSResponse:
@@ -236,8 +271,11 @@ class WMSService:
     # --- GetMap ------------------------------------------------------------------------------
     def get_map(self, p: Mapping[str, str], version: str) -> OWSResponse:
         req = parse_map_request(p, version)
-        with self.engine.connect() as conn:
-            layers = resolve_map_layers(conn, self.principal, req.layers, req.styles, req.time)
+        if self.snapshot is not None:
+            layers = cached_map_layers(self.engine, self.snapshot, self.principal, req.layers, req.styles, req.time)
+        else:
+            with self.engine.connect() as conn:
+                layers = resolve_map_layers(conn, self.principal, req.layers, req.styles, req.time)
         image = render.render_map(layers, req.bbox, req.srid, req.width, req.height, db=self.db,
                                   image_format=req.image_format, transparent=req.transparent,
                                   bgcolor=req.bgcolor)

@@ -24,15 +24,16 @@ from tiles import render, tms
 from tiles.cache import CachedTile, TileCache
 from tiles.exceptions import OWSException, from_error, missing, ows_exception_report
 from tiles.mvt import cache_namespace
+from tiles.snapshot import CatalogueSnapshot
 from tiles.styles import layer_style, style_names
 from tiles.wms import (
     CITY_BBOX,
     INFO_FORMATS,
     OWSResponse,
+    cached_map_layers,
     format_feature_info,
     layer_extents,
     query_features,
-    resolve_map_layers,
 )
 
 log = logging.getLogger(__name__)
@@ -102,7 +103,9 @@ def _tile_address(p: Mapping[str, str], tms_id: str) -> tuple[int, int, int]:
 
 
 class WMTSService:
-    def __init__(self, engine: Engine, principal: Principal | None, service_url: str, cache: TileCache | None):
+    def __init__(self, engine: Engine, principal: Principal | None, service_url: str, cache: TileCache | None,
+                 snapshot: CatalogueSnapshot | None = None):
+        self.snapshot = snapshot
         self.engine = engine
         self.principal = principal
         self.url = service_url
@@ -139,7 +142,7 @@ class WMTSService:
         name = p.get("LAYER")
         if not name:
             raise missing("Layer")
-        info = get_layer(conn, name, self.principal)
+        info = self.snapshot.layer(name, self.principal) if conn is None else get_layer(conn, name, self.principal)
         style = p.get("STYLE") or "default"
         if style not in style_names(info.name):
             raise OWSException("InvalidParameterValue", f"layer {name!r} has no style {style!r}", "Style")
@@ -151,12 +154,16 @@ class WMTSService:
             raise OWSException("InvalidParameterValue", f"Format must be one of {', '.join(FORMATS)}", "Format")
         tms_id = _tms_id(p.get("TILEMATRIXSET"))
         z, x, y = _tile_address(p, tms_id)
-        with self.engine.connect() as conn:
-            info, style = self._layer(conn, p)
-            layers = resolve_map_layers(conn, self.principal, [info.name], [style], None)
+        if self.snapshot is None:
+            with self.engine.connect() as conn:
+                info, style = self._layer(conn, p)
+        else:
+            info, style = self._layer(None, p)
         bounds = tms.tms_tile_bounds(_matrix(tms_id), z, x, y)
 
         def build() -> bytes:
+            snapshot = self.snapshot or CatalogueSnapshot(self.engine, ttl=0)
+            layers = cached_map_layers(self.engine, snapshot, self.principal, [info.name], [style], None)
             return render.render_map(layers, bounds, _srid(tms_id), 256, 256, db=self.db, image_format=fmt,
                                      transparent=True, buffer_size=TILE_BUFFER)
 

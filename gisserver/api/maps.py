@@ -107,7 +107,7 @@ def _ows_response(result) -> Response:
 def wms():
     from tiles.wms import WMSService
 
-    service = WMSService(services().engine, principal(), f"{_base_url()}/wms")
+    service = WMSService(services().engine, principal(), f"{_base_url()}/wms", catalogue_snapshot())
     return _ows_response(service.handle(request.args))
 
 
@@ -121,7 +121,7 @@ def _wmts_response(result) -> Response:
 def _wmts_service():
     from tiles.wmts import WMTSService
 
-    return WMTSService(services().engine, principal(), f"{_base_url()}/wmts", tile_cache())
+    return WMTSService(services().engine, principal(), f"{_base_url()}/wmts", tile_cache(), catalogue_snapshot())
 
 
 @bp.get("/wmts")

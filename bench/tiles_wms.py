@@ -1,0 +1,144 @@
+"""WMS GetMap 256x256 PNG throughput: this server (Mapnik, gunicorn 2 workers) vs MapServer 8
+(Debian cgi-mapserver as FastCGI under lighttpd, 2 processes), same PostGIS layer, same style.
+
+Run: .venv/bin/python bench/tiles_wms.py [--seconds S]
+Needs: apt-get install cgi-mapserver lighttpd wrk.
+Both draw the demo parcels (6.6k polygons, from ``geom_3857``) as 1-pixel brown outlines on a
+transparent background (our ``outline`` style), for the web-mercator tiles covering the parcels
+at zooms 15-17; wrk cycles through the same bounding boxes for both, alternating A/B/A/B.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import requests
+from tiles_common import demo_database, demo_tiles, free_port, gunicorn, wait_http, wrk
+
+MAPFILE = """MAP
+  NAME "bench"
+  STATUS ON
+  SIZE 256 256
+  EXTENT -20037508 -20037508 20037508 20037508
+  UNITS METERS
+  IMAGECOLOR 255 255 255
+  PROJECTION "init=epsg:3857" END
+  OUTPUTFORMAT
+    NAME "png"
+    DRIVER AGG/PNG
+    MIMETYPE "image/png"
+    IMAGEMODE RGBA
+    EXTENSION "png"
+    TRANSPARENT ON
+  END
+  WEB
+    METADATA
+      "wms_title" "bench"
+      "wms_onlineresource" "http://127.0.0.1/mapserv?"
+      "wms_srs" "EPSG:3857"
+      "wms_enable_request" "*"
+    END
+  END
+  LAYER
+    NAME "parcels"
+    TYPE POLYGON
+    STATUS ON
+    CONNECTIONTYPE POSTGIS
+    CONNECTION "host={host} port={port} dbname={db} user={user}"
+    DATA "geom_3857 from (select id, geom_3857 from public.parcel where end_lifespan is null) as t
+          using unique id using srid=3857"
+    PROCESSING "CLOSE_CONNECTION=DEFER"
+    PROJECTION "init=epsg:3857" END
+    METADATA "wms_title" "parcels" END
+    CLASS
+      STYLE OUTLINECOLOR 160 82 45 WIDTH 1.0 END
+    END
+  END
+END
+"""
+
+LIGHTTPD = """server.modules = ("mod_fastcgi")
+server.document-root = "{root}"
+server.bind = "127.0.0.1"
+server.port = {port}
+server.errorlog = "{root}/error.log"
+fastcgi.server = ( "/mapserv" => ((
+  "bin-path" => "/usr/bin/mapserv",
+  "socket" => "{root}/mapserv.sock",
+  "max-procs" => 2,
+  "bin-environment" => ( "MAPSERVER_CONFIG_FILE" => "{root}/mapserver.conf" ),
+  "check-local" => "disable"
+)))
+"""
+
+
+@contextmanager
+def mapserver(url: str):
+    from sqlalchemy.engine import make_url
+
+    u = make_url(url)
+    with tempfile.TemporaryDirectory() as root:
+        Path(root, "bench.map").write_text(MAPFILE.format(host=u.host, port=u.port, db=u.database, user=u.username))
+        # MapServer 8 reads a config file; its ENV section names the mapfile
+        Path(root, "mapserver.conf").write_text(f'CONFIG\n  ENV\n    MS_MAPFILE "{root}/bench.map"\n  END\nEND\n')
+        port = free_port()
+        Path(root, "lighttpd.conf").write_text(LIGHTTPD.format(root=root, port=port))
+        proc = subprocess.Popen(["lighttpd", "-D", "-f", str(Path(root, "lighttpd.conf"))],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        base = f"http://127.0.0.1:{port}/mapserv"
+        try:
+            wait_http(base + "?SERVICE=WMS&REQUEST=GetCapabilities&VERSION=1.3.0")
+            yield base
+        finally:
+            proc.terminate()
+            proc.wait(timeout=20)
+
+
+def getmap_urls(base: str, boxes, style: str | None) -> list[str]:
+    urls = []
+    for b in boxes:
+        q = (f"SERVICE=WMS&VERSION=1.3.0&REQUEST=GetMap&LAYERS=parcels&CRS=EPSG:3857&WIDTH=256&HEIGHT=256"
+             f"&FORMAT=image/png&TRANSPARENT=TRUE&BBOX={b[0]!r},{b[1]!r},{b[2]!r},{b[3]!r}")
+        q += f"&STYLES={style}" if style is not None else "&STYLES="
+        urls.append(f"{base}?{q}")
+    return urls
+
+
+def check_png(url: str) -> int:
+    resp = requests.get(url, timeout=60)
+    assert resp.status_code == 200 and resp.content[:8] == b"\x89PNG\r\n\x1a\n", (url, resp.content[:300])
+    return len(resp.content)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=int, default=5)
+    args = parser.parse_args()
+    from tiles.tms import web_tile_bounds
+
+    with demo_database() as (url, engine), tempfile.TemporaryDirectory() as var_dir:
+        boxes = [web_tile_bounds(t.z, t.x, t.y) for t in demo_tiles(engine, (15, 16, 17))]
+        with gunicorn(url, Path(var_dir), workers=2) as ours, mapserver(url) as theirs:
+            our_urls = getmap_urls(f"{ours}/wms", boxes, "outline")
+            ms_urls = getmap_urls(theirs, boxes, None)
+            our_size = sum(check_png(u) for u in our_urls)
+            ms_size = sum(check_png(u) for u in ms_urls)
+            results = {"ours": [], "mapserver": []}
+            for _ in range(2):
+                results["mapserver"].append(wrk(ms_urls, seconds=args.seconds))
+                results["ours"].append(wrk(our_urls, seconds=args.seconds))
+    ours_rps, ms_rps = (sum(v) / len(v) for v in (results["ours"], results["mapserver"]))
+    print(f"GetMap 256x256 PNG, {len(boxes)} bboxes (z15-17 tiles over 6.6k parcels), wrk 2 threads 4 connections")
+    print(f"MapServer 8 FastCGI x2 (baseline): {ms_rps:7.1f} maps/s  runs {results['mapserver']}  "
+          f"mean PNG {ms_size / len(boxes) / 1024:.1f} KiB")
+    print(f"this server, Mapnik, gunicorn x2 : {ours_rps:7.1f} maps/s  runs {results['ours']}  "
+          f"mean PNG {our_size / len(boxes) / 1024:.1f} KiB")
+    print(f"ratio ours / MapServer           : {ours_rps / ms_rps:.2f}x  (target >= 1.0x)")
+
+
+if __name__ == "__main__":
+    main()
