@@ -200,7 +200,7 @@ def _current_rights(conn: Connection, parcel_ids: list[int]) -> list[dict]:
     ).mappings()]
 
 
-def _holders(conn: Connection, holders, rights: list[dict]) -> list[tuple[int, Decimal]]:
+def _holders(conn: Connection, holders, rights: list[dict], *, must_hold: bool = True) -> list[tuple[int, Decimal]]:
     """(party, share %) of the certificate: as given, or from the current rights of the parcels."""
     if holders is None:
         parties: dict[int, float | None] = {}
@@ -226,10 +226,41 @@ def _holders(conn: Connection, holders, rights: list[dict]) -> list[tuple[int, D
         raise InvalidInput("a party is listed twice among the holders")
     holding = {r["party_id"] for r in rights}
     lacking = [p for p, _ in out if p not in holding]
-    if lacking:
+    if lacking and must_hold:
         raise RuleViolation(f"part(ies) {lacking} hold no current right on these parcels in the register",
                             details={"party_ids": lacking})
     return out
+
+
+def _transfer_rights(conn: Connection, actor: str, parcel_ids: list[int], rights: list[dict],
+                     holders: list[tuple[int, Decimal]], transfer: dict) -> list[dict]:
+    """Change registration of a transfer (chuyển nhượng, thừa kế, tặng cho ...): the parcels' current
+    rights end and the new holders get rights with their shares. A right whose terms come from an
+    allocation or lease decision keeps that decision as its source (its terms go with it); the
+    transfer document is recorded as a register source otherwise."""
+    if not isinstance(transfer, dict) or not isinstance(transfer.get("reference"), str) \
+            or not transfer["reference"].strip():
+        raise InvalidInput("transfer is {reference, kind?, issued_on?}: the contract or document of the transfer")
+    if not rights:
+        raise RuleViolation("the parcels have no current right to transfer")
+    document = register.create_source(conn, {"kind": transfer.get("kind") or "contract",
+                                             "reference": transfer["reference"],
+                                             "issued_on": transfer.get("issued_on"),
+                                             "description": "transfer registered on a land-use right certificate"})
+    # TODO(licensing): an end_rrr() in licensing.register would own this write
+    conn.execute(update(R).where(R.c.id.in_([r["id"] for r in rights])).values(end_lifespan=func.now()))
+    for r in rights:
+        audit.record(conn, actor=actor, action="rrr.end", target_type="parcel", target_id=r["parcel_id"],
+                     after={"rrr_id": r["id"]}, detail={"transfer": transfer["reference"]})
+    for parcel_id in parcel_ids:
+        kept = [r for r in rights if r["parcel_id"] == parcel_id]
+        right_type = kept[0]["type"] if kept else "land_use_right"
+        decision = next((r["source_id"] for r in kept if terms_of_right(conn, r["id"])), None)
+        for party_id, share in holders:
+            register.add_rrr(conn, actor, parcel_id, kind="right", type=right_type, party_id=party_id,
+                             share=float(share / 100), source=decision or document,
+                             description=f"transfer {transfer['reference'].strip()}")
+    return _current_rights(conn, parcel_ids)
 
 
 def _check_shares(holders: list[tuple[int, Decimal]]) -> None:
@@ -313,8 +344,13 @@ def _numbers(conn: Connection, dossier: dict, entries: list[dict], issue_date: d
 def issue_certificate(conn: Connection, actor: Actor, *, dossier_id: int, parcels: list, serial: str,
                       issuing_authority: str, holders: list | None = None, supersedes_id: int | None = None,
                       issue_date: date | None = None, barcode: str | None = None,
-                      register_entry_no: str | None = None, assets: list | None = None, notes: str = "") -> dict:
-    """Issue a certificate on an approved certificate dossier (which becomes ``issued``)."""
+                      register_entry_no: str | None = None, assets: list | None = None, notes: str = "",
+                      transfer: dict | None = None) -> dict:
+    """Issue a certificate on an approved certificate dossier (which becomes ``issued``).
+
+    A change registration with ``transfer`` ({reference, kind?, issued_on?}) also registers the
+    transfer: the parcels' current rights end and the given holders get rights with their shares.
+    """
     if actor.role not in ("officer", "admin"):
         raise InvalidInput("certificates are issued by an officer or an admin")
     if not isinstance(issuing_authority, str) or not issuing_authority.strip():
@@ -328,9 +364,13 @@ def issue_certificate(conn: Connection, actor: Actor, *, dossier_id: int, parcel
     entries = _parcel_entries(conn, parcels)
     parcel_ids = [e["parcel"]["id"] for e in entries]
     old = _check_supersedes(conn, procedure, supersedes_id, parcel_ids)
+    if transfer is not None and (procedure != "change_registration" or holders is None):
+        raise InvalidInput("a transfer is registered on a change_registration dossier and names the new holders")
     rights = _current_rights(conn, parcel_ids)
-    chosen = _holders(conn, holders, rights)
+    chosen = _holders(conn, holders, rights, must_hold=transfer is None)
     _check_shares(chosen)
+    if transfer is not None:
+        rights = _transfer_rights(conn, actor.name, parcel_ids, rights, chosen, transfer)
     issue_date = issue_date or conn.execute(select(func.current_date())).scalar_one()
     rows = [_parcel_row(conn, e, rights) for e in entries]
     numbers = _numbers(conn, dossier, entries, issue_date, serial, barcode, register_entry_no)

@@ -323,7 +323,7 @@ def revoke_allocation(allocation_id):
 # --- land-use right certificates -----------------------------------------------------------------------
 
 CERTIFICATE_FIELDS = ("dossier_id", "parcels", "holders", "supersedes_id", "serial", "barcode", "register_entry_no",
-                      "issue_date", "issuing_authority", "assets", "notes")
+                      "issue_date", "issuing_authority", "assets", "notes", "transfer")
 
 
 @bp.post("/certificate-dossier-kinds")
@@ -347,7 +347,7 @@ def issue_certificate():
             supersedes_id=_int(body, "supersedes_id"),
             issue_date=parse_date("issue_date", body.get("issue_date"), required=False), barcode=_text(body, "barcode"),
             register_entry_no=_text(body, "register_entry_no"), assets=body.get("assets"),
-            notes=_text(body, "notes", default=""))
+            notes=_text(body, "notes", default=""), transfer=body.get("transfer"))
     return jsonify(cert), 201
 
 

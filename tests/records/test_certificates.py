@@ -127,6 +127,29 @@ def test_reissue_supersedes_and_keeps_history(land):
         assert [c["id"] for c in gcn.certificates_of_parcel(conn, made[201])] == [third["id"]]
 
 
+def test_change_registration_of_a_transfer(land):
+    engine, made, husband, wife = land
+    with engine.begin() as conn:
+        buyer = register.create_party(conn, "officer", name="Võ Thị Cúc")
+        first = _issue(conn, made[201])
+        holders = [{"party_id": buyer, "share": 100}]
+        with pytest.raises(RuleViolation, match="no current right"):
+            _issue(conn, made[201], kind="change_registration", serial="DB 000003", supersedes_id=first["id"],
+                   holders=holders)
+        with pytest.raises(InvalidInput, match="change_registration"):
+            _issue(conn, made[201], kind="certificate_reissue", serial="DB 000003", supersedes_id=first["id"],
+                   holders=holders, transfer={"reference": "HĐCN 15/2026"})
+    with engine.begin() as conn:
+        new = _issue(conn, made[201], kind="change_registration", serial="DB 000003", supersedes_id=first["id"],
+                     holders=holders, transfer={"reference": "HĐCN 15/2026", "issued_on": "2026-11-20"})
+        assert [h["party_id"] for h in new["holders"]] == [buyer]
+        (right,) = register.list_rrr(conn, made[201])
+        assert right["party_id"] == buyer and right["share"] == 1.0 and new["rights"] == [right["id"]]
+        ended = register.list_rrr(conn, made[201], include_ended=True)
+        assert {r["party_id"] for r in ended if r["end_lifespan"] is not None} == {husband, wife}
+        assert gcn.get_certificate(conn, first["id"])["status"] == "superseded"
+
+
 def test_certificates_are_never_edited_in_the_database(land):
     engine, made, husband, _ = land
     with engine.begin() as conn:
