@@ -138,3 +138,19 @@ def test_cli_bad_input_exits_2_with_a_message(catalogue, database_url, tmp_path)
     assert result.exit_code == 2
     inspect = runner.invoke(main, ["layers", "inspect", str(path)], env=env)
     assert inspect.exit_code == 0 and json.loads(inspect.output)["driver"] == "CSV"
+
+
+def test_upload_over_real_http_is_streamed_to_upload_dir_and_cleaned(app, live_server, catalogue, make_user,
+                                                                    gpkg_bytes):
+    import requests
+
+    _, token = make_user("officer")
+    upload_dir = app.extensions["gisserver"].settings.upload_dir
+    resp = requests.post(
+        f"{live_server}/layers/parcels/upload", headers=auth(token), timeout=60,
+        files={"file": ("thửa đất.gpkg", gpkg_bytes, "application/geopackage+sqlite3")},
+        data={"mapping": json.dumps(PARCEL_MAP), "policy": "reject-feature"},
+    )
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["loaded"] == 5 and resp.json()["source"]["file"] == "thửa đất.gpkg"
+    assert upload_dir.is_dir() and list(upload_dir.iterdir()) == []
