@@ -93,10 +93,15 @@ def test_test_and_bench_imports_are_declared():
 
 
 def test_environment_yml_mirrors_pyproject():
-    text = (PROJECT_ROOT / "environment.yml").read_text(encoding="utf-8")
-    listed = {_norm(m) for m in re.findall(r"^\s*-\s*([A-Za-z0-9_.\-]+)", text, flags=re.M)}
+    import subprocess
+
+    generated = subprocess.run(
+        [sys.executable, str(PROJECT_ROOT / "scripts" / "environment_yml.py")], capture_output=True, text=True,
+        check=True,
+    ).stdout
+    current = (PROJECT_ROOT / "environment.yml").read_text(encoding="utf-8")
+    assert current == generated, "regenerate: .venv/bin/python scripts/environment_yml.py > environment.yml"
+    listed = {_norm(m) for m in re.findall(r"^\s*-\s*([A-Za-z0-9_.\-]+)", current, flags=re.M)}
     wanted = {_req_name(r) for r in _pyproject()["dependencies"]}
-    # conda-forge names that differ from PyPI's
-    aliases = {"psycopg2-binary": "psycopg2", "argon2-cffi": "argon2-cffi"}
-    missing = sorted(n for n in wanted if aliases.get(n, n) not in listed)
-    assert missing == [], f"environment.yml lacks {missing}"
+    aliases = {"psycopg2-binary": "psycopg2"}
+    assert sorted(n for n in wanted if aliases.get(n, n) not in listed) == []
