@@ -154,3 +154,42 @@ def test_chunked_load_equals_whole_file_load(catalogue, tmp_path):
             )).all()
         results.append(([tuple(r) for r in rows], report.loaded, report.repaired, report.issues))
     assert results[0] == results[1] == results[2]
+
+
+def test_generic_layer_columns_typed_from_source(catalogue, tmp_path):
+    import datetime as dt
+
+    import geopandas as gpd
+    import pandas as pd
+    from shapely.geometry import Point
+
+    frame = gpd.GeoDataFrame(
+        {
+            "Tên trạm": ["Trạm A", None, "Trạm \\C"],
+            "so_may": pd.array([3, None, 5], dtype="Int64"),
+            "cong_suat": [1.5, float("nan"), 2.25],
+            "hoat_dong": [True, False, True],
+            "cap_nhat": pd.to_datetime(["2024-05-01T08:30:00Z", None, "2024-06-01T00:00:00Z"]),
+        },
+        geometry=[Point(X0, Y0), Point(X0 + 1, Y0), Point(X0 + 2, Y0)],
+        crs="EPSG:9210",
+    )
+    path = tmp_path / "tram.gpkg"
+    frame.to_file(path, driver="GPKG")
+    report = load_layer(catalogue, path, "tram", actor="t")
+    assert report.loaded == 3 and report.rejected == 0
+    with catalogue.connect() as conn:
+        types = dict(conn.execute(text(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = 'layerdata' AND table_name = 'tram'"
+        )).all())
+        rows = conn.execute(text(
+            "SELECT ten_tram, so_may, cong_suat, hoat_dong, cap_nhat FROM layerdata.tram ORDER BY id"
+        )).all()
+    assert types["ten_tram"] == "text" and types["cong_suat"] == "double precision"
+    assert types["so_may"] in ("integer", "bigint")
+    assert types["cap_nhat"] == "timestamp with time zone" and types["geom"] == "USER-DEFINED"
+    assert rows[0][:4] == ("Trạm A", 3, 1.5, 1)
+    assert rows[0][4] == dt.datetime(2024, 5, 1, 8, 30, tzinfo=dt.UTC)
+    assert rows[1] == (None, None, None, 0, None)
+    assert rows[2][0] == "Trạm \\C"
