@@ -517,19 +517,14 @@ def _number(body: dict, key: str, *, required: bool = True):
 
 def proposal_from_json(body: dict) -> tuple[int, Proposal]:
     """(parcel id, proposal) from a JSON request body; the footprint's CRS is ``crs`` (default EPSG:9210)."""
-    from gisserver.crs import CITY_SRID, resolve_srid
-    from gisserver.errors import UnknownCRS
-    from licensing.geometry import POLYGONAL, parse_geojson
+    from licensing.geometry import POLYGONAL, parse_geojson, srid_of
 
     if not isinstance(body, dict):
         raise InvalidInput("the request body must be a JSON object")
     parcel_id = body.get("parcel_id")
     if not isinstance(parcel_id, int) or isinstance(parcel_id, bool) or parcel_id < 1:
         raise InvalidInput("parcel_id must be a positive integer")
-    try:
-        srid = resolve_srid(body.get("crs"), default=CITY_SRID)
-    except UnknownCRS as exc:
-        raise InvalidInput(f"crs: {exc.message}") from None
+    srid = srid_of(body.get("crs"))
     footprint = parse_geojson(body.get("footprint"), srid=srid, expect=POLYGONAL, what="footprint")
     lots = body.get("subdivision_lots") or []
     if not isinstance(lots, list) or len(lots) > 100:

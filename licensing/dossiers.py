@@ -165,7 +165,8 @@ def _check_fields(conn: Connection, fields: dict) -> dict:
     if unknown:
         raise InvalidInput(f"cannot set {', '.join(sorted(unknown))}; editable: {', '.join(EDITABLE)}")
     for key in ("title", "applicant_name", "applicant_contact"):
-        if key in fields and fields[key] is not None and (not isinstance(fields[key], str) or len(fields[key]) > 500):
+        value = fields.get(key)
+        if key in fields and (value is not None or key == "title") and (not isinstance(value, str) or len(value) > 500):
             raise InvalidInput(f"{key} must be text of at most 500 characters")
     if "data" in fields and not isinstance(fields["data"], dict):
         raise InvalidInput("data must be an object")
@@ -182,7 +183,7 @@ def create_dossier(conn: Connection, actor: Actor, *, kind: str, **fields) -> di
     if actor.user_id is None and actor.role == "public":
         raise Forbidden("log in to file a dossier")
     days, _ = _deadlines(conn, date.today())
-    if kind not in days:
+    if not isinstance(kind, str) or kind not in days:
         raise InvalidInput(f"kind must be one of {', '.join(sorted(days))}")
     fields = _check_fields(conn, fields)
     year = conn.execute(select(func.extract("year", func.now()))).scalar_one()

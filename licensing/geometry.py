@@ -10,8 +10,8 @@ from geoalchemy2.shape import from_shape
 from shapely.geometry import MultiPolygon, Polygon, mapping, shape
 from shapely.validation import explain_validity
 
-from gisserver.crs import CITY_SRID, transformer
-from gisserver.errors import InvalidGeometry
+from gisserver.crs import CITY_SRID, resolve_srid, transformer
+from gisserver.errors import InvalidGeometry, InvalidParameter, UnknownCRS
 
 POLYGONAL = ("Polygon", "MultiPolygon")
 
@@ -48,6 +48,18 @@ def parse_geojson(obj, *, srid: int = CITY_SRID, expect: tuple[str, ...] | None 
         raise InvalidGeometry(f"{what}: invalid geometry ({explain_validity(geom)})",
                               details={"geometry": to_geojson(geom)})
     return geom
+
+
+def srid_of(value) -> int:
+    """Storage SRID of a request's ``crs`` (EPSG code, ``EPSG:n``, OGC URI; default the city CRS)."""
+    if value is None:
+        return CITY_SRID
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise InvalidParameter("crs", "must be a CRS name such as EPSG:9210 or EPSG:4326")
+    try:
+        return resolve_srid(value, default=CITY_SRID)
+    except UnknownCRS as exc:
+        raise InvalidParameter("crs", exc.message) from None
 
 
 def as_multipolygon(geom) -> MultiPolygon:

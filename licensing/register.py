@@ -14,7 +14,7 @@ concurrent edits cannot both pass the neighbour-overlap check.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 
 from shapely.geometry import LineString, MultiLineString
 from shapely.ops import split, unary_union
@@ -184,19 +184,54 @@ def parcel_history(conn: Connection, parcel_id: int) -> list[dict]:
     return audit.history(conn, "parcel", parcel_id)
 
 
+# --- input validation (bad input is a 400, never a database error) -----------------------------
+
+def _text(value, name: str, *, max_len: int = 2000, required: bool = False) -> str | None:
+    if value is None or (value == "" and not required):
+        if required:
+            raise InvalidInput(f"{name} is required")
+        return value
+    if not isinstance(value, str) or len(value) > max_len or (required and not value.strip()):
+        raise InvalidInput(f"{name} must be text of at most {max_len} characters")
+    return value
+
+
+def _iso_date(value, name: str):
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except (TypeError, ValueError):
+        raise InvalidInput(f"{name} must be an ISO date (YYYY-MM-DD)") from None
+
+
+def check_parcel_values(values: dict) -> dict:
+    """Validate the editable attributes of a parcel version (types and column sizes)."""
+    _text(values.get("land_use"), "land_use", max_len=32)
+    _text(values.get("address"), "address")
+    _text(values.get("owner_name"), "owner_name")
+    legal_area = values.get("legal_area")
+    if legal_area is not None and (isinstance(legal_area, bool) or not isinstance(legal_area, int | float)
+                                   or not legal_area > 0):
+        raise InvalidInput("legal_area must be a positive number")
+    if values.get("attributes") is not None and not isinstance(values["attributes"], dict):
+        raise InvalidInput("attributes must be an object")
+    return values
+
+
 # --- parties, sources, RRR ------------------------------------------------------------------
 
 def create_source(conn: Connection, source: dict) -> int:
     kind = source.get("kind")
     if kind not in lt.SOURCE_KINDS:
         raise InvalidInput(f"source kind must be one of {', '.join(lt.SOURCE_KINDS)}")
-    reference = source.get("reference")
-    if not isinstance(reference, str) or not reference.strip():
-        raise InvalidInput("source reference (decision or survey number) is required")
+    reference = _text(source.get("reference"), "source reference (decision or survey number)", max_len=200,
+                      required=True)
     return conn.execute(
         insert(lt.register_source).values(
-            kind=kind, reference=reference.strip(), issued_on=source.get("issued_on"),
-            issuer=source.get("issuer"), description=source.get("description") or "",
+            kind=kind, reference=reference.strip(), issued_on=_iso_date(source.get("issued_on"), "issued_on"),
+            issuer=_text(source.get("issuer"), "issuer", max_len=500),
+            description=_text(source.get("description"), "description") or "",
         ).returning(lt.register_source.c.id)
     ).scalar_one()
 
@@ -215,8 +250,9 @@ def _source_id(conn: Connection, source) -> int | None:
 
 def create_party(conn: Connection, actor: str, *, name: str, kind: str = "person", id_number: str | None = None,
                  address: str | None = None) -> int:
-    if not isinstance(name, str) or not name.strip():
-        raise InvalidInput("party name is required")
+    _text(name, "party name", max_len=500, required=True)
+    _text(id_number, "id_number", max_len=64)
+    _text(address, "address", max_len=500)
     if kind not in ("person", "organization", "state"):
         raise InvalidInput("party kind must be person, organization or state")
     party_id = conn.execute(
@@ -235,8 +271,9 @@ def add_rrr(conn: Connection, actor: str, parcel_id: int, *, kind: str, type: st
         raise InvalidInput(f"kind must be one of {', '.join(lt.RRR_KINDS)}")
     if not isinstance(type, str) or not type.strip() or len(type) > 32:
         raise InvalidInput("type is required (at most 32 characters), e.g. land_use_right, mortgage, easement")
-    if share is not None and not (0 < share <= 1):
-        raise InvalidInput("share must be in (0, 1]")
+    _text(description, "description")
+    if share is not None and (isinstance(share, bool) or not isinstance(share, int | float) or not 0 < share <= 1):
+        raise InvalidInput("share must be a number in (0, 1]")
     if kind == "right" and party_id is None:
         raise InvalidInput("a right needs a party")
     if party_id is not None and conn.execute(select(lt.party.c.id).where(lt.party.c.id == party_id)).first() is None:
@@ -346,6 +383,7 @@ def _current_versions(conn: Connection, ids: list[int]) -> list[dict]:
 
 def _begin_change(conn: Connection, operation: str, actor: str, source, note: str,
                   detail: dict) -> tuple[int, datetime]:
+    _text(note, "note")
     row = conn.execute(
         insert(lt.parcel_change).values(operation=operation, actor=actor, source_id=_source_id(conn, source),
                                         note=note or "", detail=detail)
@@ -451,6 +489,8 @@ def create_parcel(conn: Connection, actor: str, *, ward_code: str, sheet_no: int
                   tol: Tolerances = DEFAULT_TOLERANCES) -> dict:
     """Register a new parcel (first registration)."""
     _check_number(ward_code, sheet_no, parcel_no)
+    check_parcel_values({"land_use": land_use, "legal_area": legal_area, "address": address,
+                         "owner_name": owner_name, "attributes": attributes})
     _lock_ward(conn, ward_code)
     _check_polygonal(geom, "the parcel", tol)
     if _number_taken(conn, ward_code, sheet_no, parcel_no):
@@ -579,11 +619,7 @@ def change_attributes(conn: Connection, actor: str, parcel_id: int, changes: dic
     unknown = set(changes) - set(EDITABLE_FIELDS)
     if unknown:
         raise InvalidInput(f"cannot change {', '.join(sorted(unknown))}; editable: {', '.join(EDITABLE_FIELDS)}")
-    if "attributes" in changes and not isinstance(changes["attributes"], dict):
-        raise InvalidInput("attributes must be an object")
-    if "legal_area" in changes and changes["legal_area"] is not None:
-        if not isinstance(changes["legal_area"], int | float) or changes["legal_area"] <= 0:
-            raise InvalidInput("legal_area must be a positive number")
+    check_parcel_values(changes)
     (parent,) = _lock_for_change(conn, [parcel_id])
     if all(parent.get(k) == v for k, v in changes.items()):
         raise InvalidInput("nothing changes: the values are the current ones")

@@ -12,14 +12,14 @@ from datetime import date
 from flask import Blueprint, Response, jsonify, request, send_file
 
 from gisserver.api import services
-from gisserver.crs import CITY_EPSG, CITY_SRID, resolve_srid
-from gisserver.errors import InvalidInput, InvalidParameter, UnknownCRS
+from gisserver.crs import CITY_EPSG, CITY_SRID
+from gisserver.errors import InvalidInput, InvalidParameter
 from gisserver.params import parse_bbox, parse_choice, parse_datetime, parse_int
 from gisserver.web_auth import principal, require_roles
 from licensing import check, corridors, dossiers, register, report, rules
 from licensing.dossiers import Actor
 from licensing.errors import PreconditionRequired
-from licensing.geometry import POLYGONAL, parse_geojson
+from licensing.geometry import POLYGONAL, parse_geojson, srid_of
 
 bp = Blueprint("licensing", __name__)
 
@@ -38,10 +38,7 @@ def _body() -> dict:
 
 
 def _srid(body: dict) -> int:
-    try:
-        return resolve_srid(body.get("crs"), default=CITY_SRID)
-    except UnknownCRS as exc:
-        raise InvalidParameter("crs", exc.message) from None
+    return srid_of(body.get("crs"))
 
 
 def _date(name: str, value) -> date | None:
@@ -275,7 +272,11 @@ def publish_rule(rule_id: str):
 @require_roles("admin")
 def generate_corridors():
     """Regenerate protection corridors from power lines, water bodies and roads (admin)."""
-    body = request.get_json(silent=True) or {}
+    body = request.get_json(silent=True)
+    if body is None:
+        body = {}
+    if not isinstance(body, dict):
+        raise InvalidInput("send a JSON object, e.g. {\"kinds\": [\"power_line\"]}")
     kinds = body.get("kinds", list(corridors.KINDS))
     if not isinstance(kinds, list) or not all(isinstance(k, str) for k in kinds):
         raise InvalidInput("kinds must be a list of corridor kinds")
