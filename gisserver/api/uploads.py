@@ -19,6 +19,7 @@ from werkzeug.utils import secure_filename
 
 from gisserver.api import services
 from gisserver.errors import InvalidInput, InvalidParameter, PayloadTooLarge
+from gisserver.openapi import declare, json_response, problem
 from gisserver.params import parse_bool, parse_choice
 from gisserver.schema import ACCESS_LEVELS
 from gisserver.web_auth import principal, require_roles
@@ -28,8 +29,40 @@ from layers.readers import SUPPORTED_SUFFIXES
 
 bp = Blueprint("uploads", __name__)
 
+_OPTION_FIELDS = {
+    "crs": {"type": "string", "description": "CRS of the file's coordinates (EPSG:4326 ...), if it has none"},
+    "force_crs": {"type": "boolean", "description": "use crs even when it contradicts the file's CRS"},
+    "mode": {"type": "string", "enum": list(MODES), "default": "replace"},
+    "policy": {"type": "string", "enum": list(POLICIES), "default": "repair"},
+    "mapping": {"type": "string", "description": "JSON object: source field -> column"},
+    "map": {"type": "array", "items": {"type": "string"}, "description": "SRC=DST (repeatable)"},
+    "source_layer": {"type": "string"},
+    "encoding": {"type": "string", "description": "text encoding when the file does not say (cp1258 ...)"},
+    "title": {"type": "string"},
+    "access_level": {"type": "string", "enum": list(ACCESS_LEVELS)},
+}
+
 
 @bp.post("/layers/<name>/upload")
+@declare(
+    "Load a vector file into a layer (all or nothing)",
+    description="GeoPackage, zipped Shapefile, GeoJSON, FlatGeobuf, CSV with WKT, DXF, DGN. Officers and admins.",
+    request_body={"required": True, "content": {"multipart/form-data": {"schema": {
+        "type": "object", "required": ["file"],
+        "properties": {"file": {"type": "string", "format": "binary"}, **_OPTION_FIELDS},
+    }}}},
+    responses={
+        "200": json_response("Load report"),
+        "201": json_response("Load report (a new generic layer was created)"),
+        "401": problem("Authentication required"),
+        "403": problem("Officer or admin role required"),
+        "404": problem("No such layer (or not readable by the caller)"),
+        "413": problem("Upload larger than GISSERVER_MAX_UPLOAD_MB"),
+        "415": problem("Unsupported file format"),
+        "422": problem("The load breaks a register rule"),
+    },
+    tags=["layers"],
+)
 @require_roles("officer", "admin")
 def upload_layer(name: str):
     settings = services().settings

@@ -154,3 +154,13 @@ def test_upload_over_real_http_is_streamed_to_upload_dir_and_cleaned(app, live_s
     assert resp.status_code == 200, resp.text
     assert resp.json()["loaded"] == 5 and resp.json()["source"]["file"] == "thửa đất.gpkg"
     assert upload_dir.is_dir() and list(upload_dir.iterdir()) == []
+
+
+def test_upload_is_in_the_openapi_document(client):
+    from openapi_spec_validator import validate
+
+    doc = client.get("/openapi").json
+    validate(doc)
+    op = doc["paths"]["/layers/{name}/upload"]["post"]
+    assert "file" in op["requestBody"]["content"]["multipart/form-data"]["schema"]["properties"]
+    assert {"401", "403", "413", "415"} <= set(op["responses"])
