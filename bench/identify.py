@@ -7,7 +7,8 @@ Loads (once; kept in the scratch database ``gisserver_bench_identify`` of the em
 (E 600000, N 1190000) with ``generate_series``, then, in the same run:
 
 1. direct: ``--threads`` client threads send the exact SQL identify runs (``identify_statement``)
-   through a SQLAlchemy connection pool built like the server's (``make_engine``);
+   through the same SQLAlchemy pool configuration the server uses for it (``lean_engine``:
+   autocommit, no pre-ping, one round trip per query);
 2. http: the same number of client threads call ``GET /api/identify?lon=&lat=`` on gunicorn with
    2 workers over loopback (one keep-alive connection per thread).
 
@@ -128,6 +129,52 @@ def run_threads(threads: int, seconds: float, worker) -> tuple[int, list[float],
     return len(lat), lat, sum(errors)
 
 
+def _proc_cpu(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+class CPUMeter:
+    """CPU seconds used by this process, given server processes and the database's backends."""
+
+    def __init__(self, url: str, server_pid: int | None = None):
+        self.url, self.server_pid = url, server_pid
+
+    def _backends(self) -> list[int]:
+        import psycopg2
+
+        with psycopg2.connect(self.url) as conn, conn.cursor() as cur:
+            cur.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                        "AND pid <> pg_backend_pid()")
+            return [r[0] for r in cur.fetchall()]
+
+    def snapshot(self) -> dict:
+        server = [self.server_pid, *_children(self.server_pid)] if self.server_pid else []
+        return {"client": time.process_time(), "server": sum(_proc_cpu(p) for p in server),
+                "postgres": sum(_proc_cpu(p) for p in self._backends()), "wall": time.perf_counter()}
+
+
+def measured(meter: CPUMeter, threads: int, seconds: float, worker) -> dict:
+    before = meter.snapshot()
+    count, lat, errors = run_threads(threads, seconds, worker)
+    after = meter.snapshot()
+    stats = _stats(count, lat, errors, after["wall"] - before["wall"])
+    for key in ("client", "server", "postgres"):
+        stats[f"cpu_{key}_ms"] = (after[key] - before[key]) * 1000 / max(count, 1)
+    stats["load"] = os.getloadavg()[0]
+    return stats
+
+
 def percentile(sorted_values: list[float], p: float) -> float:
     if not sorted_values:
         return float("nan")
@@ -138,7 +185,8 @@ def percentile(sorted_values: list[float], p: float) -> float:
 def direct_phase(url: str, points, threads: int, seconds: float) -> dict:
     from layers import query as q
 
-    engine = make_engine(url, pool_size=threads)
+    base = make_engine(url, pool_size=threads)
+    engine = q.lean_engine(base)  # the very pool configuration identify uses in the server
     with engine.connect() as conn:
         sql, template = q.identify_statement(conn, "parcels", q.Point(*points[0]))
 
@@ -157,12 +205,13 @@ def direct_phase(url: str, points, threads: int, seconds: float) -> dict:
 
     for _ in range(2):  # warm the pool and the backends' PROJ caches
         run_threads(threads, 0.5, worker)
-    result = _stats(*run_threads(threads, seconds, worker), seconds)
+    result = measured(CPUMeter(url), threads, seconds, worker)
     engine.dispose()
+    base.dispose()
     return result
 
 
-def http_phase(port: int, points, threads: int, seconds: float) -> dict:
+def http_phase(url: str, server_pid: int, port: int, points, threads: int, seconds: float) -> dict:
     def connect():
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         conn.connect()
@@ -190,7 +239,7 @@ def http_phase(port: int, points, threads: int, seconds: float) -> dict:
 
     for _ in range(2):
         run_threads(threads, 0.5, worker)
-    return _stats(*run_threads(threads, seconds, worker), seconds)
+    return measured(CPUMeter(url, server_pid), threads, seconds, worker)
 
 
 def _stats(count: int, lat: list[float], errors: int, seconds: float) -> dict:
@@ -245,7 +294,7 @@ def main() -> None:
     port = free_port()
     server = start_gunicorn(url, port, args.worker_class, args.threads)
     try:
-        over_http = http_phase(port, points, args.threads, args.seconds)
+        over_http = http_phase(url, server.pid, port, points, args.threads, args.seconds)
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -255,7 +304,9 @@ def main() -> None:
           f"({args.worker_class}), {os.cpu_count()} CPUs shared by clients, server and PostgreSQL")
     for name, r in (("direct SQL (pool)", direct), ("HTTP /api/identify", over_http)):
         print(f"  {name:20s} {r['rate']:8.0f} req/s   p50 {r['p50_ms']:6.2f} ms   p95 {r['p95_ms']:6.2f} ms   "
-              f"p99 {r['p99_ms']:6.2f} ms   errors {r['errors']}")
+              f"p99 {r['p99_ms']:6.2f} ms   errors {r['errors']}   load {r['load']:.1f}")
+        print(f"  {'':20s} CPU per request: client {r['cpu_client_ms']:.2f} ms, server "
+              f"{r['cpu_server_ms']:.2f} ms, postgres {r['cpu_postgres_ms']:.2f} ms")
     print(f"  ratio HTTP/direct: {ratio:.2f} (target >= {TARGET_RATIO:.2f}); HTTP p95 {over_http['p95_ms']:.2f} ms "
           f"(target < {TARGET_P95_MS:g} ms)")
     ok = ratio >= TARGET_RATIO and over_http["p95_ms"] < TARGET_P95_MS

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from flask import Blueprint, request
 
+from gisserver.api import services
 from gisserver.api.features import (
     GEOJSON,
     connection,
@@ -82,8 +83,7 @@ def identify():
                             maximum=q.MAX_IDENTIFY_TOLERANCE)
     limit = parse_int("limit", request.args.get("limit"), default=10, minimum=1, maximum=100)
     out = _out_crs()
-    with connection() as conn:
-        found = q.identify(conn, names, point, principal(), tolerance=tolerance, limit=limit, out=out)
+    found = q.identify(services().engine, names, point, principal(), tolerance=tolerance, limit=limit, out=out)
     features = [dict(f, layer=name) for name, feats in found.items() for f in feats]
     body = {"type": "FeatureCollection", "features": features, "numberReturned": len(features)}
     return json_response_of(body, GEOJSON, headers=content_crs(out))
