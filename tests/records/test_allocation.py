@@ -146,3 +146,27 @@ def test_decisions_are_never_edited_in_the_database(land):
     with pytest.raises(IntegrityError, match="never edited"), engine.begin() as conn:
         conn.execute(update(land_allocation).where(land_allocation.c.id == lease["id"])
                      .values(term_end=date(2099, 1, 1)))
+
+
+def test_concurrent_overlapping_decisions_are_serialised(land):
+    import threading
+
+    engine, ids, company, other = land
+    outcome = {}
+
+    def second():
+        try:
+            with engine.begin() as conn:
+                _lease(conn, other, decision_no="QĐ 302", geom=rect(5, 5, 15, 15))
+            outcome["second"] = "committed"
+        except RuleViolation as exc:
+            outcome["second"] = exc.details["conflicts"][0]["decision_no"]
+
+    with engine.begin() as conn:
+        _lease(conn, company, decision_no="QĐ 301", parcel_ids=[ids[0]])
+        worker = threading.Thread(target=second)
+        worker.start()
+        worker.join(timeout=1.0)
+        assert worker.is_alive()  # waits for the first decision's transaction
+    worker.join(timeout=30)
+    assert outcome == {"second": "QĐ 301"}
