@@ -197,8 +197,8 @@ def _text(value, name: str, *, max_len: int = 2000, required: bool = False) -> s
 
 
 def _iso_date(value, name: str):
-    if value is None:
-        return None
+    if value is None or isinstance(value, date):  # a datetime is a date too
+        return value.date() if isinstance(value, datetime) else value
     try:
         return date.fromisoformat(value)
     except (TypeError, ValueError):
@@ -287,6 +287,25 @@ def add_rrr(conn: Connection, actor: str, parcel_id: int, *, kind: str, type: st
     audit.record(conn, actor=actor, action="rrr.create", target_type="parcel", target_id=parcel_id,
                  after={"rrr_id": rrr_id, "kind": kind, "type": type, "party_id": party_id, "share": share})
     return rrr_id
+
+
+def end_rrr(conn: Connection, actor: str, rrr_ids: list[int], *, reason: str = "") -> int:
+    """End current rights/restrictions/responsibilities (transfer, release of a mortgage ...); audited.
+
+    The rows stay (history is never deleted); ``end_lifespan`` is set to the transaction's time.
+    """
+    if not isinstance(rrr_ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in rrr_ids):
+        raise InvalidInput("rrr_ids must be a list of ids")
+    _text(reason, "reason")
+    R = lt.rrr
+    rows = conn.execute(
+        update(R).where(R.c.id.in_(rrr_ids), R.c.end_lifespan.is_(None)).values(end_lifespan=func.now())
+        .returning(R.c.id, R.c.parcel_id, R.c.kind, R.c.type, R.c.party_id)
+    ).mappings().all()
+    for row in rows:
+        audit.record(conn, actor=actor, action="rrr.end", target_type="parcel", target_id=row["parcel_id"],
+                     before=dict(row), detail={"reason": reason})
+    return len(rows)
 
 
 def list_rrr(conn: Connection, parcel_id: int, *, include_ended: bool = False) -> list[dict]:

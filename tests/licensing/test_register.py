@@ -218,3 +218,26 @@ def test_concurrent_overlapping_creates_are_serialised(lic_db):
     worker.join(20)
     assert len(errors) == 1 and "overlaps" in errors[0].message
     assert _count(lic_db, schema.parcel) == 1
+
+
+def test_sources_take_dates_and_rrr_can_end(lic_db):
+    from datetime import date
+
+    with lic_db.begin() as conn:
+        a = _create(conn, 1, rect(0, 0, 20, 20))
+        s1 = register.create_source(conn, {"kind": "decision", "reference": "QĐ 1", "issued_on": date(2026, 1, 2)})
+        s2 = register.create_source(conn, {"kind": "decision", "reference": "QĐ 2", "issued_on": "2026-01-03"})
+        party = register.create_party(conn, "officer1", name="Bank A", kind="organization")
+        mortgage = register.add_rrr(conn, "officer1", a["id"], kind="restriction", type="mortgage", party_id=party,
+                                    source=s1)
+    assert s2 == s1 + 1
+    with pytest.raises(Exception, match="ISO date"):
+        with lic_db.begin() as conn:
+            register.create_source(conn, {"kind": "decision", "reference": "QĐ 3", "issued_on": "3/1/2026"})
+    with lic_db.begin() as conn:
+        assert register.end_rrr(conn, "officer1", [mortgage], reason="loan repaid") == 1
+        assert register.end_rrr(conn, "officer1", [mortgage]) == 0
+    with lic_db.connect() as conn:
+        assert register.list_rrr(conn, a["id"]) == []
+        assert register.list_rrr(conn, a["id"], include_ended=True)[0]["type"] == "mortgage"
+        assert register.parcel_history(conn, a["id"])[0]["action"] == "rrr.end"
