@@ -174,7 +174,7 @@ def allocate(conn: Connection, actor: str, *, decision_no: str, decision_date, k
         raise Conflict(f"decision {decision_no} is recorded already")
     _conflicts(conn, land, term_start, term_end)
     source_id = register.create_source(conn, {
-        "kind": "decision", "reference": decision_no.strip(), "issued_on": decision_date, "issuer": issuer,
+        "kind": "decision", "reference": decision_no.strip(), "issued_on": decision_date.isoformat(), "issuer": issuer,
         "description": f"{_term_text(kind, term_start, term_end)}; {land_use} {purpose}".strip(),
     })
     row = conn.execute(

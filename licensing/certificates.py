@@ -245,7 +245,7 @@ def _transfer_rights(conn: Connection, actor: str, parcel_ids: list[int], rights
         raise RuleViolation("the parcels have no current right to transfer")
     document = register.create_source(conn, {"kind": transfer.get("kind") or "contract",
                                              "reference": transfer["reference"],
-                                             "issued_on": transfer.get("issued_on"),
+                                             "issued_on": _iso(transfer.get("issued_on")),
                                              "description": "transfer registered on a land-use right certificate"})
     # TODO(licensing): an end_rrr() in licensing.register would own this write
     conn.execute(update(R).where(R.c.id.in_([r["id"] for r in rights])).values(end_lifespan=func.now()))
