@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import pyarrow.compute as pc
 import shapely
 from sqlalchemy import select
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError
 
 from gisserver import audit, schema
 from gisserver.crs import CITY_SRID, pyproj_crs, resolve_srid, srid_from_pyproj
@@ -114,11 +116,14 @@ def load_layer(engine: Engine, path: Path | str, layer: str, *, actor: str, file
                policy: str = "repair", mapping: dict[str, str] | None = None, source_layer: str | None = None,
                encoding: str | None = None, title: str | None = None, access_level: str | None = None,
                batch_size: int = 65536, progress: Progress | None = None,
-               can_write: Callable[[catalogue.LayerInfo], bool] | None = None) -> LoadReport:
+               can_write: Callable[[catalogue.LayerInfo], bool] | None = None,
+               index_rebuild_threshold: int = BIG_LOAD) -> LoadReport:
     """Load a vector file into layer ``layer`` in one transaction and return the load report.
 
     ``can_write`` (optional) is asked about an existing layer before anything changes; a layer it
-    refuses is reported as not found, like one the caller cannot read.
+    refuses is reported as not found, like one the caller cannot read. A replace of at least
+    ``index_rebuild_threshold`` features drops a canonical table's secondary indexes and rebuilds
+    them after the COPY.
     """
     started = time.perf_counter()
     catalogue.validate_layer_name(layer)
@@ -135,29 +140,26 @@ def load_layer(engine: Engine, path: Path | str, layer: str, *, actor: str, file
                 "crs_from": "file" if source.crs is not None and not crs else "declared",
                 "encoding": source.recode or "utf-8"},
     )
-    with engine.connect() as conn, conn.begin():
+    with engine.connect() as conn, conn.begin(), _database_errors(layer):
         targets.lock_layer(conn, layer)
         target = _target(conn, layer, source, mode, mapping, can_write)
         report.kind = target.kind
         report.created = target.existing is None
         before = _layer_state(conn, layer) if target.existing is not None else None
         plan = _plan(target, source, mapping)
-        _prepare_table(conn, target, mode, source)
+        _prepare_table(conn, target, mode, source, index_rebuild_threshold)
         t0 = time.perf_counter()
         chunks = _chunks(source, plan, target, src_srid, policy, report, batch_size, progress)
-        try:
-            report.seconds["copy_waiting_for_input"] = copy_chunks(
-                conn.connection.dbapi_connection, target.schema_name, target.table.name, plan.copy_columns, chunks
-            )
-            report.seconds["read_prepare_copy"] = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            if target.kind == "canonical":
-                targets.rebuild_indexes(conn, target)
-            else:
-                targets.finish_generic(conn, target)
-                targets.register_generic(conn, target, title=title, access_level=access_level)
-        except psycopg2.Error as exc:
-            raise _database_error(exc, layer) from None
+        report.seconds["copy_waiting_for_input"] = copy_chunks(
+            conn.connection.dbapi_connection, target.schema_name, target.table.name, plan.copy_columns, chunks
+        )
+        report.seconds["read_prepare_copy"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        if target.kind == "canonical":
+            targets.rebuild_indexes(conn, target)
+        else:
+            targets.finish_generic(conn, target)
+            targets.register_generic(conn, target, title=title, access_level=access_level)
         report.seconds["index"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         report.data_version = catalogue.bump_version(conn, layer)
@@ -211,19 +213,29 @@ def _plan(target: targets.Target, source: VectorSource, mapping: dict[str, str] 
     return plan_mapping(source.fields, target.specs, mapping, target.name)
 
 
-def _prepare_table(conn: Connection, target: targets.Target, mode: str, source: VectorSource) -> None:
+def _prepare_table(conn: Connection, target: targets.Target, mode: str, source: VectorSource,
+                   threshold: int) -> None:
     if mode != "replace" or target.kind != "canonical":
         return
-    big = source.feature_count is None or source.feature_count >= BIG_LOAD
-    try:
-        targets.empty_table(conn, target.table, fast=big)
-    except Exception as exc:
-        orig = getattr(exc, "orig", None)
-        if isinstance(orig, psycopg2.Error):
-            raise _database_error(orig, target.name) from None
-        raise
+    big = source.feature_count is None or source.feature_count >= threshold
+    targets.empty_table(conn, target.table, fast=big)
     if big:
         targets.drop_indexes(conn, target)
+
+
+@contextmanager
+def _database_errors(layer: str):
+    """Map constraint and data errors (raw psycopg2 from COPY, or wrapped by SQLAlchemy) to 4xx."""
+    try:
+        yield
+    except psycopg2.Error as exc:
+        raise _database_error(exc, layer) from None
+    except DBAPIError as exc:
+        if isinstance(exc.orig, psycopg2.Error):
+            mapped = _database_error(exc.orig, layer)
+            if mapped is not exc.orig:
+                raise mapped from None
+        raise
 
 
 def _database_error(exc: psycopg2.Error, layer: str) -> Exception:

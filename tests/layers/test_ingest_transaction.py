@@ -137,3 +137,27 @@ def test_generic_layer_replace_swaps_tables_and_failure_keeps_old(catalogue, tmp
     with catalogue.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM layerdata.tram_bom")).scalar() == 5
         assert conn.execute(text("SELECT count(*) FROM pg_tables WHERE schemaname = 'layerdata'")).scalar() == 1
+
+
+def _parcel_indexes(engine):
+    with engine.connect() as conn:
+        return conn.execute(text(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = 'public' AND tablename = 'parcel' ORDER BY 1"
+        )).scalars().all()
+
+
+def test_big_replace_rebuilds_indexes_and_rolls_back_cleanly(catalogue, loaded, tmp_path):
+    """The big-load path (indexes dropped, COPY, rebuilt) - forced here with a threshold of 1."""
+    indexes = _parcel_indexes(catalogue)
+    assert {"ix_parcel_geom", "ix_parcel_geom_3857", "uq_parcel_current_number"} <= set(indexes)
+    dup = tmp_path / "dup.gpkg"
+    frame = parcel_frame(4)
+    frame["SoThua"] = [1, 2, 2, 3]
+    frame.to_file(dup, driver="GPKG")
+    with pytest.raises(RuleViolation, match="uq_parcel_current_number"):
+        load_layer(catalogue, dup, "parcels", actor="tester", mapping=PARCEL_MAP, index_rebuild_threshold=1)
+    assert _state(catalogue) == loaded and _parcel_indexes(catalogue) == indexes
+    good = tmp_path / "v2.gpkg"
+    parcel_frame(9).to_file(good, driver="GPKG")
+    report = load_layer(catalogue, good, "parcels", actor="tester", mapping=PARCEL_MAP, index_rebuild_threshold=1)
+    assert report.loaded == 9 and _parcel_indexes(catalogue) == indexes
