@@ -164,3 +164,30 @@ def test_attachments_hash_type_and_size(lic_db, people, tmp_path):
     with lic_db.connect() as conn:
         assert [a["id"] for a in dossiers.list_attachments(conn, d["id"], people["citizen"])] == [rec["id"]]
         assert audit.history(conn, "dossier", d["id"])[0]["action"] == "dossier.attach"
+
+
+class _Trickle(io.RawIOBase):
+    """A stream that hands out at most ``n`` bytes per read, like a slow socket."""
+
+    def __init__(self, data: bytes, n: int):
+        self._data, self._n, self._pos = data, n, 0
+
+    def readable(self):
+        return True
+
+    def read(self, size=-1):
+        size = self._n if size is None or size < 0 else min(size, self._n)
+        chunk = self._data[self._pos:self._pos + size]
+        self._pos += len(chunk)
+        return chunk
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 4093, 1 << 20])
+def test_attachment_hash_is_the_same_at_odd_chunk_sizes(lic_db, people, tmp_path, chunk):
+    payload = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 37
+    d = _new(lic_db, people["citizen"])
+    with lic_db.begin() as conn:
+        rec = dossiers.add_attachment(conn, people["citizen"], d["id"], filename="anh.png", mime_type="image/png",
+                                      stream=_Trickle(payload, chunk), storage_root=tmp_path)
+    assert rec["sha256"] == hashlib.sha256(payload).hexdigest() and rec["size_bytes"] == len(payload)
+    assert (tmp_path / "dossiers" / str(d["id"]) / rec["sha256"]).read_bytes() == payload
