@@ -55,7 +55,9 @@ def tile_response(tile: CachedTile, mimetype: str, public: bool) -> Response:
     resp.set_etag(tile.etag)
     resp.headers["Cache-Control"] = f"{'public' if public else 'private'}, max-age={TILE_MAX_AGE}"
     resp.headers["X-Tile-Cache"] = "hit" if tile.hit else "miss"
-    if not public:
+    if public:  # public map data may be used by web maps of other sites
+        resp.headers["Access-Control-Allow-Origin"] = "*"
+    else:
         resp.vary.add("Authorization")
         resp.vary.add("Cookie")
     return resp.make_conditional(request)

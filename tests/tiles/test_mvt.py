@@ -73,6 +73,7 @@ def test_etag_304_and_cache_hit(client, ben_thanh):
     assert first.headers["X-Tile-Cache"] == "miss"
     etag = first.headers["ETag"]
     assert "max-age" in first.headers["Cache-Control"] and first.headers["Cache-Control"].startswith("public")
+    assert first.headers["Access-Control-Allow-Origin"] == "*"
     second = client.get(url)
     assert second.headers["X-Tile-Cache"] == "hit" and second.data == first.data
     again = client.get(url, headers={"If-None-Match": etag})
