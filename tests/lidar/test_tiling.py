@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import laspy
 import numpy as np
 import pytest
 import rasterio
-from laspy.vlrs.known import GeoKeyDirectoryVlr, GeoKeyEntryStruct
 from sqlalchemy import select, text
 
 from gisserver.crs import CITY_SRID
@@ -15,9 +13,6 @@ from gisserver.schema import raster
 from lidar.catalogue import register_products
 from lidar.ground import SMRFParams
 from lidar.tiling import Source, TileFailed, TileScheme, _run_tasks, run_tiled
-
-# the AHN3 crop moved into Quận 8 (VN-2000 / TM-3 105°45'), for catalogue tests in city coordinates
-RELOCATE = (596_000.0 - 85_000.0, 1_186_000.0 - 447_400.0)
 
 
 @pytest.fixture(scope="module")
@@ -73,28 +68,8 @@ def test_failed_tiles_are_retried_and_reported(tmp_path):
     assert "FileNotFoundError" in err.value.details["failures"][0]["error"]
 
 
-def _relocated_las(src, dst):
-    """Write the AHN3 points shifted into HCMC, tagged EPSG:9210 with a GeoTIFF key."""
-    las = laspy.read(src)
-    header = laspy.LasHeader(point_format=1, version="1.2")
-    header.scales = las.header.scales
-    header.offsets = np.array([RELOCATE[0] + 85_000.0, RELOCATE[1] + 447_000.0, 0.0])
-    geo = GeoKeyDirectoryVlr()
-    geo.geo_keys_header.number_of_keys = 1
-    geo.geo_keys = [GeoKeyEntryStruct(3072, 0, 1, 9210)]
-    header.vlrs.append(geo)
-    out = laspy.LasData(header)
-    out.x = np.asarray(las.x) + RELOCATE[0]
-    out.y = np.asarray(las.y) + RELOCATE[1]
-    out.z = np.asarray(las.z)
-    for name in ("intensity", "return_number", "number_of_returns", "classification"):
-        setattr(out, name, getattr(las, name))
-    out.write(dst)
-    return dst
-
-
-def test_city_products_written_and_registered(shared_data, tmp_path, clean_db):
-    path = _relocated_las(shared_data / "lidar/ahn3_delft_urban.laz", tmp_path / "q8.las")
+def test_city_products_written_and_registered(relocated_las, tmp_path, clean_db):
+    path = relocated_las
     run = run_tiled([Source(str(path), vertical_datum="Hon Dau")], tmp_path / "out", tile_size=500,
                     resolution=1.0, target_srid=CITY_SRID, processes=False, n_workers=1)
     assert run.srid == CITY_SRID and set(run.outputs) == {"dtm", "dsm", "ndsm", "hillshade"}

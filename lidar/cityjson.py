@@ -1,0 +1,161 @@
+"""LoD1 3D city model: CityJSON 2.0 and binary glTF (GLB) export of building prisms.
+
+Every building becomes a closed prism from its ground height (p10) to its LoD1 roof height
+(p70) over its footprint: bottom face, top face and one wall per edge (holes included), oriented
+so that normals point outwards (exterior rings counter-clockwise seen from above).
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import numpy as np
+import shapely
+from shapely.geometry import Polygon
+from shapely.geometry.polygon import orient
+
+from gisserver.crs import srid_to_epsg
+from lidar.buildings import Building
+
+CITYJSON_VERSION = "2.0"
+
+
+def _rings(poly: Polygon) -> list[np.ndarray]:
+    poly = orient(poly, 1.0)  # exterior CCW, holes CW
+    return [np.asarray(poly.exterior.coords)[:-1]] + [np.asarray(r.coords)[:-1] for r in poly.interiors]
+
+
+def prism_surfaces(poly: Polygon, z0: float, z1: float, add_vertex) -> list[list[list[int]]]:
+    """Surfaces (lists of rings of vertex indices) of the LoD1 prism; ``add_vertex(x, y, z) -> index``."""
+    rings = _rings(poly)
+    bottom = [[add_vertex(x, y, z0) for x, y in ring] for ring in rings]
+    top = [[add_vertex(x, y, z1) for x, y in ring] for ring in rings]
+    surfaces = [[list(reversed(r)) for r in bottom], top]
+    for b, t in zip(bottom, top, strict=True):
+        n = len(b)
+        for i in range(n):
+            j = (i + 1) % n
+            surfaces.append([[b[i], b[j], t[j], t[i]]])
+    return surfaces
+
+
+def to_cityjson(buildings: list[Building], srid: int, *, id_prefix: str = "lidar-building",
+                lidar_date: str | None = None) -> dict:
+    """A CityJSON 2.0 document with one LoD1 Solid per building (vertices quantised to 1 mm)."""
+    if buildings:
+        xy = np.vstack([np.asarray(b.footprint.exterior.coords) for b in buildings])
+        translate = [float(np.floor(xy[:, 0].min())), float(np.floor(xy[:, 1].min())),
+                     float(np.floor(min(b.ground_p10 for b in buildings)))]
+    else:
+        translate = [0.0, 0.0, 0.0]
+    scale = 0.001
+    vertices: list[list[int]] = []
+    index: dict[tuple[int, int, int], int] = {}
+
+    def add_vertex(x, y, z):
+        key = (int(round((x - translate[0]) / scale)), int(round((y - translate[1]) / scale)),
+               int(round((z - translate[2]) / scale)))
+        if key not in index:
+            index[key] = len(vertices)
+            vertices.append(list(key))
+        return index[key]
+
+    objects = {}
+    for i, b in enumerate(buildings, start=1):
+        attributes = {
+            "measuredHeight": round(b.height, 3), "storeysAboveGround": b.floors,
+            "h_ground_p10": round(b.ground_p10, 3), "h_roof_p50": round(b.roof_p50, 3),
+            "h_roof_p70": round(b.roof_p70, 3), "h_roof_p90": round(b.roof_p90, 3),
+            "footprint_area": round(b.area, 2), "point_count": b.point_count,
+        }
+        if lidar_date:
+            attributes["lidar_date"] = lidar_date
+        objects[f"{id_prefix}-{i}"] = {
+            "type": "Building",
+            "attributes": attributes,
+            "geometry": [{"type": "Solid", "lod": "1",
+                          "boundaries": [prism_surfaces(b.footprint, b.ground_p10, b.roof_p70, add_vertex)]}],
+        }
+    return {
+        "type": "CityJSON",
+        "version": CITYJSON_VERSION,
+        "transform": {"scale": [scale, scale, scale], "translate": translate},
+        "metadata": {"referenceSystem": f"https://www.opengis.net/def/crs/EPSG/0/{srid_to_epsg(srid)}"},
+        "CityObjects": objects,
+        "vertices": vertices,
+    }
+
+
+def write_cityjson(path, buildings: list[Building], srid: int, **kwargs) -> Path:
+    path = Path(path)
+    path.write_text(json.dumps(to_cityjson(buildings, srid, **kwargs), separators=(",", ":")))
+    return path
+
+
+# --- glTF -----------------------------------------------------------------------------------
+
+
+def _prism_triangles(poly: Polygon, z0: float, z1: float) -> np.ndarray:
+    """(n, 3, 3) triangles of the closed prism, counter-clockwise seen from outside."""
+    tris = []
+    for t in shapely.get_parts(shapely.constrained_delaunay_triangles(orient(poly, 1.0))):
+        xy = np.asarray(orient(t, 1.0).exterior.coords)[:3]
+        tris.append(np.column_stack([xy, np.full(3, z1)]))  # roof, CCW from above
+        tris.append(np.column_stack([xy[::-1], np.full(3, z0)]))  # floor, facing down
+    for ring in _rings(poly):
+        nxt = np.roll(ring, -1, axis=0)
+        for (x0, y0), (x1, y1) in zip(ring, nxt, strict=True):
+            a, b, c, d = (x0, y0, z0), (x1, y1, z0), (x1, y1, z1), (x0, y0, z1)
+            tris.append(np.array([a, b, c]))
+            tris.append(np.array([a, c, d]))
+    return np.asarray(tris)
+
+
+def to_glb(buildings: list[Building]) -> tuple[bytes, list[float]]:
+    """A binary glTF 2.0 (one mesh, flat normals, y-up local metres) and its origin (x, y, z).
+
+    glTF is y-up: local (east, height, -north) around the returned origin.
+    """
+    tris = [_prism_triangles(b.footprint, b.ground_p10, b.roof_p70) for b in buildings]
+    tris = np.concatenate(tris) if tris else np.zeros((0, 3, 3))
+    origin = tris.reshape(-1, 3).min(axis=0) if len(tris) else np.zeros(3)
+    local = tris - origin
+    pos = np.stack([local[..., 0], local[..., 2], -local[..., 1]], axis=-1).astype(np.float32)
+    n = np.cross(pos[:, 1] - pos[:, 0], pos[:, 2] - pos[:, 0])
+    n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
+    normals = np.repeat(n[:, None, :], 3, axis=1).astype(np.float32)
+    positions = pos.reshape(-1, 3)
+    blob = positions.tobytes() + normals.reshape(-1, 3).tobytes()
+    count = len(positions)
+    gltf = {
+        "asset": {"version": "2.0", "generator": "hcmc-gisserver lidar"},
+        "scene": 0, "scenes": [{"nodes": [0]}], "nodes": [{"mesh": 0}],
+        "meshes": [{"primitives": [{"attributes": {"POSITION": 0, "NORMAL": 1}, "mode": 4}]}],
+        "buffers": [{"byteLength": len(blob)}],
+        "bufferViews": [
+            {"buffer": 0, "byteOffset": 0, "byteLength": count * 12, "target": 34962},
+            {"buffer": 0, "byteOffset": count * 12, "byteLength": count * 12, "target": 34962},
+        ],
+        "accessors": [
+            {"bufferView": 0, "componentType": 5126, "count": count, "type": "VEC3",
+             "min": positions.min(axis=0).tolist() if count else [0, 0, 0],
+             "max": positions.max(axis=0).tolist() if count else [0, 0, 0]},
+            {"bufferView": 1, "componentType": 5126, "count": count, "type": "VEC3"},
+        ],
+    }
+    js = json.dumps(gltf, separators=(",", ":")).encode()
+    js += b" " * (-len(js) % 4)
+    blob += b"\0" * (-len(blob) % 4)
+    total = 12 + 8 + len(js) + 8 + len(blob)
+    glb = (struct.pack("<4sII", b"glTF", 2, total) + struct.pack("<I4s", len(js), b"JSON") + js
+           + struct.pack("<I4s", len(blob), b"BIN\0") + blob)
+    return glb, [float(v) for v in origin]
+
+
+def write_glb(path, buildings: list[Building]) -> tuple[Path, list[float]]:
+    glb, origin = to_glb(buildings)
+    path = Path(path)
+    path.write_bytes(glb)
+    return path, origin
