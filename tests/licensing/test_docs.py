@@ -32,3 +32,14 @@ def test_every_route_is_documented(app):
         if rule.endpoint.startswith("licensing."):
             segments |= {s for s in rule.rule.split("/") if s and not s.startswith("<")}
     assert sorted(s for s in segments if s not in DOC) == []
+
+
+def test_licensing_routes_are_in_the_openapi_document(client):
+    doc = client.get("/openapi").get_json()
+    paths = doc["paths"]
+    for path, method in (("/api/checks", "post"), ("/api/dossiers/{dossier_id}", "patch"),
+                         ("/public/dossiers/{code}", "get"), ("/api/register/parcels/{parcel_id}/split", "post"),
+                         ("/api/rules/{rule_id}", "post")):
+        assert path in paths and method in paths[path], path
+        assert paths[path][method]["summary"], path
+    assert paths["/api/checks"]["post"]["summary"].startswith("Compliance check")
