@@ -191,6 +191,9 @@ def _target(conn, layer, source, mode, mapping, can_write) -> targets.Target:
     if target is not None:
         _check_writable(target.existing, can_write, layer)
         return target
+    for canonical, entry in schema.CANONICAL_LAYERS.items():
+        if entry[0].name == layer:
+            raise InvalidInput(f"{layer!r} is the table of the canonical layer {canonical!r}; load into {canonical!r}")
     existing = targets.existing_generic(conn, layer)
     _check_writable(existing, can_write, layer)
     if existing is not None and mode == "append":

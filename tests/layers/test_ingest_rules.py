@@ -132,6 +132,8 @@ def test_mapping_errors_are_clear(catalogue, tmp_path):
         load_layer(catalogue, path, "parcels", actor="t", mapping={**PARCEL_MAP, "Nope": "address"})
     with pytest.raises(InvalidInput, match="cannot take"):
         load_layer(catalogue, path, "parcels", actor="t", mapping={**PARCEL_MAP, "GhiChu": "area"})
+    with pytest.raises(InvalidInput, match="canonical layer 'parcels'"):
+        load_layer(catalogue, path, "parcel", actor="t")
     with pytest.raises(InvalidInput, match="policy"):
         load_layer(catalogue, path, "parcels", actor="t", mapping=PARCEL_MAP, policy="ignore")
 
