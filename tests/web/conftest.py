@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -129,13 +130,23 @@ def screenshot(page, name: str) -> Path:
     return path
 
 
+def wait_until(page, expression: str, timeout: float = 30.0):
+    """Poll a JavaScript expression until it is truthy. (Playwright's wait_for_function evaluates
+    string predicates with eval(), which the page's Content-Security-Policy rightly forbids.)"""
+    deadline = time.monotonic() + timeout
+    while True:
+        if page.evaluate(expression):
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for: {expression}")
+        page.wait_for_timeout(100)
+
+
 def wait_map_idle(page, timeout=30_000):
     """Until the app is ready and the map has loaded and rendered every visible tile."""
     page.wait_for_selector("body[data-ready='true']", timeout=timeout)
-    page.wait_for_function(
-        "() => window.gisApp && window.gisApp.map && window.gisApp.map.loaded() && window.gisApp.map.areTilesLoaded()",
-        timeout=timeout,
-    )
+    wait_until(page, "!!(window.gisApp && window.gisApp.map && window.gisApp.map.loaded()"
+                     " && window.gisApp.map.areTilesLoaded())", timeout / 1000)
 
 
 def login(page, username: str, password: str = PASSWORD):
@@ -145,3 +156,9 @@ def login(page, username: str, password: str = PASSWORD):
     page.click("#login-form button[type=submit]")
     page.wait_for_selector("#user-role:not([hidden])")
     wait_map_idle(page)  # the layers the role may read are loaded again
+
+
+def api_login(page, username: str, password: str = PASSWORD):
+    """Log the page's browser context in through POST /auth/login (the session cookie is shared)."""
+    resp = page.context.request.post("/auth/login", data={"username": username, "password": password})
+    assert resp.ok, resp.text()

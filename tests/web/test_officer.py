@@ -11,7 +11,7 @@ from playwright.sync_api import expect
 from shapely.geometry import box
 
 from tests.conftest import auth
-from tests.web.conftest import login, map_pixel, parcel_of, screenshot, to_lonlat, wait_map_idle
+from tests.web.conftest import api_login, login, map_pixel, parcel_of, screenshot, to_lonlat, wait_map_idle
 
 PARCEL = ("27430", 1, 101)
 
@@ -64,9 +64,9 @@ def test_permit_check_highlights_failing_geometry(page, demo, make_user):
     parcel = parcel_of(demo, *PARCEL)
     inside = parcel["geom"].representative_point()
     lon, lat = to_lonlat(inside.x, inside.y)
+    api_login(page, name)
     page.goto(f"/#map=19.3/{lat}/{lon}")
     wait_map_idle(page)
-    login(page, name)
     page.mouse.click(*map_pixel(page, lon, lat))
     page.locator("#card-permit").click()
     assert page.locator("[data-panel=permit]").is_visible()
@@ -109,9 +109,9 @@ def test_dossier_transition_and_public_status_page(page, demo, make_user, live_s
     assert created.status_code == 201, created.text
     code = created.json()["code"]
 
+    api_login(page, name)
     page.goto("/")
     wait_map_idle(page)
-    login(page, name)
     page.click("[data-tab=dossiers]")
     page.click(f"#dossiers-table tr[data-code='{code}']")
     page.wait_for_selector("#dossier-detail button[data-to=submitted]")
@@ -143,9 +143,9 @@ def test_dossier_transition_and_public_status_page(page, demo, make_user, live_s
 
 def test_planner_sees_the_flood_panel(page, demo, make_user):
     name, _ = _user(make_user, "planner")
+    api_login(page, name)
     page.goto("/")
     wait_map_idle(page)
-    login(page, name)
     assert page.locator("#user-role").inner_text() == "Cán bộ quy hoạch"
     assert page.locator("[data-tab=search]").is_hidden()
     page.click("[data-tab=flood]")

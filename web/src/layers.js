@@ -121,3 +121,31 @@ export function layerLabel(name, info) {
   const label = t(key);
   return label === key ? info?.title || name : label;
 }
+
+/** Raster catalogue endpoints the server may offer (the first one it has is used). */
+const RASTER_LISTS = ["/api/rasters", "/rasters", "/raster"];
+const RASTER_TILE = "/raster/{name}/{z}/{x}/{y}.{ext}";
+
+/**
+ * Raster products for the panel: the DTM as a hillshade and the latest flood depth, when the
+ * server lists its rasters and serves raster tiles. Returns {hillshade, flood}: raster names or null.
+ */
+export async function rasterProducts(caps) {
+  const list = caps.first(RASTER_LISTS);
+  const out = { hillshade: null, flood: null };
+  if (!list || !caps.has(RASTER_TILE)) return out;
+  const data = await getJSON(list).catch(() => null);
+  const rasters = Array.isArray(data) ? data : data?.rasters || data?.items || [];
+  out.hillshade = rasters.find((r) => r.kind === "dtm" || r.kind === "hillshade")?.name || null;
+  out.flood = [...rasters].reverse().find((r) => r.kind === "flood_depth")?.name || null;
+  return out;
+}
+
+/** Add a raster tile layer (hidden or visible) below the vector layers. */
+export function addRasterLayer(map, id, name, style, visible, before) {
+  const query = style ? `?style=${encodeURIComponent(style)}` : "";
+  map.addSource(id, { type: "raster", tileSize: 256, tiles: [`${window.location.origin}/raster/${encodeURIComponent(name)}/{z}/{x}/{y}.png${query}`] });
+  map.addLayer({ id, type: "raster", source: id, layout: { visibility: visible ? "visible" : "none" },
+    paint: { "raster-opacity": id === "hillshade" ? 0.55 : 0.75 } }, before);
+  return [id];
+}

@@ -8,7 +8,9 @@ import { el } from "./dom.js";
 import { DossierList } from "./dossiers.js";
 import { FloodPanel } from "./flood.js";
 import { lang, onLangChange, setLang, t, translate } from "./i18n.js";
-import { LAYER_ORDER, addBuildingExtrusion, addStyledLayer, layerLabel, legendSwatch, readableLayers } from "./layers.js";
+import {
+  LAYER_ORDER, addBuildingExtrusion, addRasterLayer, addStyledLayer, layerLabel, legendSwatch, rasterProducts, readableLayers,
+} from "./layers.js";
 import { addOverlays, createMap, trackCursor } from "./mapview.js";
 import { PermitTool } from "./permit.js";
 import { ParcelSearch } from "./search.js";
@@ -58,32 +60,73 @@ class App {
 
   // --- layers -------------------------------------------------------------------------------
 
+  /**
+   * Show the layers the caller may read. Called again after a login or logout: layers that stay
+   * readable are kept as they are (with their visibility), new ones are added in draw order and
+   * the ones the caller may no longer read are removed with their sources.
+   */
   async loadLayers() {
-    const list = document.getElementById("layer-list");
-    list.replaceChildren();
+    const first = !this.loaded;
+    this.loaded ||= {};
     try {
       this.readable = await readableLayers();
     } catch (err) {
       this.flash(`${t("app.error")}: ${err.message}`);
       this.readable = {};
     }
-    const overlays = this.map.getLayer("selection-fill") ? "selection-fill" : undefined;
-    for (const [name, visible] of LAYER_ORDER) {
-      if (!this.readable[name]) continue;
+    for (const name of Object.keys(this.loaded)) {
+      if (this.readable[name] || this.loaded[name].raster) continue;
+      for (const id of this.loaded[name].ids) this.map.removeLayer(id);
+      if (name === "buildings" && this.map.getLayer("buildings-3d")) this.map.removeLayer("buildings-3d");
+      if (this.map.getSource(name)) this.map.removeSource(name);
+      delete this.loaded[name];
+    }
+    const order = LAYER_ORDER.filter(([name]) => this.readable[name]);
+    for (const [i, [name, visible]] of order.entries()) {
+      if (this.loaded[name]) continue;
       const { ids, legend } = await addStyledLayer(this.map, name, visible);
-      if (overlays) for (const id of ids) this.map.moveLayer(id, overlays);
-      list.append(this.layerItem(name, ids, legend, visible));
+      // before the next layer already on the map, else below the tools' overlays
+      const next = order.slice(i + 1).map(([n]) => this.loaded[n]?.ids[0]).find(Boolean);
+      const before = next || "selection-fill";
+      for (const id of ids) this.map.moveLayer(id, before);
+      this.loaded[name] = { ids, legend, visible };
     }
-    if (this.readable.buildings) {
+    if (this.loaded.buildings && !this.map.getLayer("buildings-3d")) {
       addBuildingExtrusion(this.map);
-      if (overlays) this.map.moveLayer("buildings-3d", overlays);
+      this.map.moveLayer("buildings-3d", "selection-fill");
     }
-    for (const name of ["hillshade", "flood"]) list.append(this.pendingItem(name));
-    if (!list.children.length) list.append(el("li", { class: "hint", text: t("layers.none") }));
-    this.fitToData();
+    if (first) await this.loadRasters();
+    this.renderLayerList();
+    if (first) this.fitToData();
   }
 
-  layerItem(name, ids, legend, visible) {
+  /** DTM hillshade and flood depth rasters, when the server lists its rasters. */
+  async loadRasters() {
+    const rasters = await rasterProducts(this.caps);
+    const firstVector = this.map.getStyle().layers.find((l) => l.type !== "background")?.id;
+    for (const [name, style] of [["hillshade", "hillshade"], ["flood", null]]) {
+      if (!rasters[name]) continue;
+      const ids = addRasterLayer(this.map, name, rasters[name], style, name === "flood", firstVector);
+      this.loaded[name] = { ids, legend: [], visible: name === "flood", raster: `swatch-raster ${name}` };
+    }
+  }
+
+  renderLayerList() {
+    const list = document.getElementById("layer-list");
+    const visible = (ids) => ids.some((id) => this.map.getLayoutProperty(id, "visibility") !== "none");
+    const items = [];
+    for (const [name] of LAYER_ORDER) {
+      const l = this.loaded[name];
+      if (l) items.push(this.layerItem(name, l.ids, l.legend, visible(l.ids) || (name === "buildings" && document.body.classList.contains("view-3d"))));
+    }
+    for (const name of ["hillshade", "flood"]) {
+      const l = this.loaded[name];
+      items.push(l ? this.layerItem(name, l.ids, [], visible(l.ids), l.raster) : this.pendingItem(name));
+    }
+    list.replaceChildren(...items);
+  }
+
+  layerItem(name, ids, legend, visible, rasterSwatch = null) {
     const input = el("input", { type: "checkbox", id: `layer-${name}`, "data-layer": name, checked: visible });
     input.addEventListener("change", () => {
       for (const id of ids) {
@@ -96,7 +139,7 @@ class App {
       }
     });
     return el("li", { class: "layer-item" },
-      el("label", { for: `layer-${name}` }, input, legendSwatch(legend),
+      el("label", { for: `layer-${name}` }, input, rasterSwatch ? el("span", { class: rasterSwatch }) : legendSwatch(legend),
         el("span", { class: "layer-name", "data-i18n": `layer.${name}`, text: layerLabel(name, this.readable[name]) })));
   }
 
@@ -151,12 +194,6 @@ class App {
     this.card.close();
     this.permit?.clear();
     // what the caller may read (layers) and do (tools) depends on the role
-    for (const layer of this.map.getStyle().layers) {
-      if (!["background"].includes(layer.id) && !/^(selection|draw|violations)-/.test(layer.id)) this.map.removeLayer(layer.id);
-    }
-    for (const id of Object.keys(this.map.getStyle().sources)) {
-      if (!["selection", "draw", "violations"].includes(id)) this.map.removeSource(id);
-    }
     await this.loadLayers();
     this.flood.refresh();
     if (!document.querySelector(".tabs .active:not([hidden])")) this.openTab("layers");
