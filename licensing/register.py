@@ -178,10 +178,16 @@ def lineage(conn: Connection, parcel_id: int, *, direction: str = "ancestors", m
     }
 
 
-def parcel_history(conn: Connection, parcel_id: int) -> list[dict]:
-    """Audit entries of a parcel version (the change that made it and the one that retired it)."""
-    get_parcel(conn, parcel_id)
-    return audit.history(conn, "parcel", parcel_id)
+def parcel_history(conn: Connection, parcel_id: int, *, limit: int = 500) -> list[dict]:
+    """Audit entries of a parcel: every version of its number (creation, changes, RRRs), newest first."""
+    p = get_parcel(conn, parcel_id)
+    ids = [str(v["id"]) for v in parcel_versions(conn, p["ward_code"], p["sheet_no"], p["parcel_no"])]
+    a = schema.audit_log
+    rows = conn.execute(
+        select(a).where(a.c.target_type == "parcel", a.c.target_id.in_(ids))
+        .order_by(a.c.at.desc(), a.c.id.desc()).limit(limit)
+    ).mappings()
+    return [dict(r) for r in rows]
 
 
 # --- input validation (bad input is a 400, never a database error) -----------------------------

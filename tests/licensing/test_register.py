@@ -183,6 +183,8 @@ def test_attribute_change_makes_a_new_version(lic_db):
         assert versions[0]["end_lifespan"] == versions[1]["begin_lifespan"]
         hist = register.parcel_history(conn, v2["id"])
     assert hist[0]["detail"]["changed"]["land_use"] == ["ODT", "TMD"]
+    # the history of a parcel spans its versions: v1's creation is in v2's history
+    assert [h["action"] for h in hist] == ["parcel.attributes", "parcel.attributes", "parcel.create"]
     with pytest.raises(Exception, match="cannot change"):
         with lic_db.begin() as conn:
             register.change_attributes(conn, "officer1", v2["id"], {"geom": "x"})
