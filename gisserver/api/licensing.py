@@ -131,7 +131,7 @@ def parcel_lineage(parcel_id: int):
 @bp.get("/api/register/parcels/<int:parcel_id>/history")
 @require_roles(*STAFF)
 def parcel_history(parcel_id: int):
-    """Audit log entries of a parcel version."""
+    """Audit log entries of a parcel, over every version of its number."""
     with services().engine.connect() as conn:
         return jsonify(register.parcel_history(conn, parcel_id))
 
