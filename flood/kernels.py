@@ -81,25 +81,17 @@ def momentum(h, z, active, qx, qy, qx_new, qy_new, n2x, n2y, bkind, bstage, dt, 
 def momentum_x(h, z, active, qx, qx_new, n2x, bkind, bstage, dt, dx, theta, h_min, g, fr_max):
     ny, nx = h.shape
     for r in range(ny):
-        for c in range(nx + 1):
-            if c == 0:
-                qx_new[r, c] = _boundary_flux(bkind[r], bstage[r], h[r, 0], z[r, 0], active[r, 0], qx[r, 0],
-                                              -1.0, dt, dx, n2x[r, 0], h_min, g, fr_max)
-                continue
-            if c == nx:
-                qx_new[r, c] = _boundary_flux(bkind[ny + r], bstage[ny + r], h[r, nx - 1], z[r, nx - 1],
-                                              active[r, nx - 1], qx[r, nx], 1.0, dt, dx, n2x[r, nx], h_min, g,
-                                              fr_max)
-                continue
-            if active[r, c - 1] == 0 or active[r, c] == 0:
-                qx_new[r, c] = 0.0
-                continue
+        qx_new[r, 0] = _boundary_flux(bkind[r], bstage[r], h[r, 0], z[r, 0], active[r, 0], qx[r, 0],
+                                      -1.0, dt, dx, n2x[r, 0], h_min, g, fr_max)
+        qx_new[r, nx] = _boundary_flux(bkind[ny + r], bstage[ny + r], h[r, nx - 1], z[r, nx - 1],
+                                       active[r, nx - 1], qx[r, nx], 1.0, dt, dx, n2x[r, nx], h_min, g, fr_max)
+        for c in range(1, nx):
             zi = z[r, c - 1]
             zj = z[r, c]
             eta_i = zi + h[r, c - 1]
             eta_j = zj + h[r, c]
             hf = max(eta_i, eta_j) - max(zi, zj)
-            if hf <= h_min:
+            if hf <= h_min or active[r, c - 1] == 0 or active[r, c] == 0:
                 qx_new[r, c] = 0.0
             else:
                 qx_new[r, c] = _face_flux(qx[r, c], qx[r, c - 1], qx[r, c + 1], hf, eta_j - eta_i, dt, dx,
@@ -109,28 +101,21 @@ def momentum_x(h, z, active, qx, qx_new, n2x, bkind, bstage, dt, dx, theta, h_mi
 @numba.njit(cache=True)
 def momentum_y(h, z, active, qy, qy_new, n2y, bkind, bstage, dt, dx, theta, h_min, g, fr_max):
     ny, nx = h.shape
-    for r in range(ny + 1):
+    for c in range(nx):
+        k = 2 * ny + c
+        qy_new[0, c] = _boundary_flux(bkind[k], bstage[k], h[0, c], z[0, c], active[0, c], qy[0, c],
+                                      -1.0, dt, dx, n2y[0, c], h_min, g, fr_max)
+        k = 2 * ny + nx + c
+        qy_new[ny, c] = _boundary_flux(bkind[k], bstage[k], h[ny - 1, c], z[ny - 1, c], active[ny - 1, c],
+                                       qy[ny, c], 1.0, dt, dx, n2y[ny, c], h_min, g, fr_max)
+    for r in range(1, ny):
         for c in range(nx):
-            if r == 0:
-                k = 2 * ny + c
-                qy_new[r, c] = _boundary_flux(bkind[k], bstage[k], h[0, c], z[0, c], active[0, c], qy[0, c],
-                                              -1.0, dt, dx, n2y[0, c], h_min, g, fr_max)
-                continue
-            if r == ny:
-                k = 2 * ny + nx + c
-                qy_new[r, c] = _boundary_flux(bkind[k], bstage[k], h[ny - 1, c], z[ny - 1, c],
-                                              active[ny - 1, c], qy[ny, c], 1.0, dt, dx, n2y[ny, c], h_min, g,
-                                              fr_max)
-                continue
-            if active[r - 1, c] == 0 or active[r, c] == 0:
-                qy_new[r, c] = 0.0
-                continue
             zi = z[r - 1, c]
             zj = z[r, c]
             eta_i = zi + h[r - 1, c]
             eta_j = zj + h[r, c]
             hf = max(eta_i, eta_j) - max(zi, zj)
-            if hf <= h_min:
+            if hf <= h_min or active[r - 1, c] == 0 or active[r, c] == 0:
                 qy_new[r, c] = 0.0
             else:
                 qy_new[r, c] = _face_flux(qy[r, c], qy[r - 1, c], qy[r + 1, c], hf, eta_j - eta_i, dt, dx,
