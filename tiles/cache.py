@@ -174,3 +174,10 @@ class TileCache:
         target = self.root / namespace_prefix
         if target.is_dir():
             shutil.rmtree(target, ignore_errors=True)
+
+
+def record_layer_change(var_dir: Path | str, layer: str, version: int,
+                        lonlat_bbox: tuple[float, float, float, float] | None) -> None:
+    """For code that edits a layer: after ``bump_version`` returned ``version``, record the lon/lat
+    box of the edit so that only the tiles it touches are rebuilt (``settings.var_dir``)."""
+    TileCache(Path(var_dir) / "tiles").record_change(layer, version, lonlat_bbox)
