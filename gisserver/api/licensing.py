@@ -14,6 +14,7 @@ from flask import Blueprint, Response, jsonify, request, send_file
 from gisserver.api import services
 from gisserver.crs import CITY_EPSG, CITY_SRID
 from gisserver.errors import InvalidInput, InvalidParameter
+from gisserver.openapi import declare, json_response, problem, query
 from gisserver.params import parse_bbox, parse_choice, parse_datetime, parse_int
 from gisserver.web_auth import principal, require_roles
 from licensing import check, corridors, dossiers, register, report, rules
@@ -22,6 +23,22 @@ from licensing.errors import PreconditionRequired
 from licensing.geometry import POLYGONAL, parse_geojson, srid_of
 
 bp = Blueprint("licensing", __name__)
+TAGS = {"register": ["Licensing: parcel register"], "rules": ["Licensing: rule tables"],
+        "checks": ["Licensing: compliance checks"], "dossiers": ["Licensing: permit dossiers"]}
+
+_GEOJSON = {"type": "object", "description": "GeoJSON geometry in crs (default EPSG:9210)"}
+CHECK_BODY = {"required": True, "content": {"application/json": {"schema": {
+    "type": "object", "required": ["parcel_id", "footprint", "floors", "height"],
+    "properties": {
+        "parcel_id": {"type": "integer", "description": "current parcel version"},
+        "footprint": _GEOJSON, "crs": {"type": "string", "example": "EPSG:4326"},
+        "floors": {"type": "integer", "minimum": 1}, "height": {"type": "number", "description": "metres"},
+        "floor_elevation": {"type": "number", "description": "ground floor, metres above Hòn Dấu"},
+        "use": {"type": "string", "enum": ["civil", "industrial"]}, "existing_urban": {"type": "boolean"},
+        "subdivision_lots": {"type": "array", "items": _GEOJSON},
+    }}}}}
+IF_MATCH = {"name": "If-Match", "in": "header", "required": True, "schema": {"type": "string"},
+            "description": "the dossier's ETag"}
 
 STAFF = ("officer", "planner", "admin")
 EDITORS = ("officer", "admin")
@@ -250,6 +267,13 @@ def rule_versions(rule_id: str):
         return jsonify([r.as_dict() for r in rules.rule_versions(conn, rule_id)])
 
 
+@declare("Publish a new version of a rule table", tags=TAGS["rules"],
+         request_body={"required": True, "content": {"application/json": {"schema": {
+             "type": "object", "required": ["data", "effective_from"],
+             "properties": {"data": {"type": "object"}, "effective_from": {"type": "string", "format": "date"},
+                            "legal_basis": {"type": "string"}, "verify": {"type": "boolean"},
+                            "title": {"type": "string"}, "note": {"type": "string"}}}}}},
+         responses={"201": json_response("The new version")})
 @bp.post("/api/rules/<rule_id>")
 @require_roles("admin")
 def publish_rule(rule_id: str):
@@ -286,6 +310,16 @@ def generate_corridors():
 
 # --- compliance check ------------------------------------------------------------------------------
 
+@declare("Compliance check of a proposed building on a parcel", tags=TAGS["checks"],
+         description="Every rule with pass/fail/not_evaluated, measured value, limit, legal basis and the "
+                     "geometry at fault; as JSON, a printable HTML page with a map extract, or PDF.",
+         parameters=[query("format", {"type": "string", "enum": ["json", "html", "pdf"], "default": "json"}),
+                     query("on", {"type": "string", "format": "date"}, "rules in force on this date")],
+         request_body=CHECK_BODY,
+         responses={"200": {"description": "The report", "content": {
+             "application/json": {"schema": {"type": "object"}}, "text/html": {"schema": {"type": "string"}},
+             "application/pdf": {"schema": {"type": "string", "format": "binary"}}}},
+             "404": problem("No such parcel version"), "409": problem("The parcel version is not current")})
 @bp.post("/api/checks")
 @require_roles(*ANY_USER)
 def run_check():
@@ -367,6 +401,10 @@ def get_dossier(dossier_id: int):
         return _with_etag(dossiers.get_dossier(conn, dossier_id, _actor()))
 
 
+@declare("Edit a dossier (optimistic locking)", tags=TAGS["dossiers"], parameters=[IF_MATCH],
+         request_body={"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
+         responses={"200": json_response("The dossier; ETag header"), "412": problem("Stale If-Match"),
+                    "428": problem("If-Match missing")})
 @bp.patch("/api/dossiers/<int:dossier_id>")
 @require_roles(*ANY_USER)
 def update_dossier(dossier_id: int):
@@ -424,6 +462,9 @@ def get_attachment(dossier_id: int, attachment_id: int):
     return send_file(path, mimetype=mime, download_name=name, as_attachment=True)
 
 
+@declare("Public status of a dossier by its code", tags=TAGS["dossiers"],
+         description="State, dates and the timeline of states; no personal data.",
+         responses={"200": json_response("Status"), "404": problem("Unknown code")})
 @bp.get("/public/dossiers/<code>")
 def public_dossier(code: str):
     """Public status of a dossier by its code: state, dates and timeline, no personal data."""
