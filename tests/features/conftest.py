@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import func, insert
+from sqlalchemy import func, insert, text
 
 from gisserver import schema
 from gisserver.crs import CITY_SRID
@@ -31,12 +31,18 @@ PARCELS = [
 ]
 
 
-@pytest.fixture
-def sample(catalogue):
-    """The catalogue with six parcels (one retired) and two roads."""
-    from layers.catalogue import bump_version
+@pytest.fixture(scope="module")
+def sample(db_engine):
+    """Six parcels (one retired), two roads and a power line, loaded once per test module.
 
-    with catalogue.begin() as conn:
+    Tests only read this data (a test that adds a row removes it again), so one load per module
+    keeps the folder fast; the tables and catalogue rows are reset first, as ``catalogue`` does.
+    """
+    from layers.catalogue import bump_version, sync_canonical_layers
+
+    with db_engine.begin() as conn:
+        conn.execute(text("TRUNCATE parcel, road, power_line, layer RESTART IDENTITY CASCADE"))
+        sync_canonical_layers(conn)
         for pid, ward, sheet, number, use, address, owner, (x, y), begin, end in PARCELS:
             values = dict(id=pid, ward_code=ward, sheet_no=sheet, parcel_no=number, land_use=use,
                           address=address, owner_name=owner, legal_area=400.0 if pid == 4 else 399.0,
@@ -56,4 +62,4 @@ def sample(catalogue):
             geom=func.ST_GeomFromText(f"MULTILINESTRING(({X0} {Y0 + 50}, {X0 + 60} {Y0 + 50}))", CITY_SRID)))
         for layer in ("parcels", "roads", "power_lines"):
             bump_version(conn, layer)
-    return catalogue
+    return db_engine
