@@ -430,7 +430,7 @@ CANONICAL_LAYERS = {
 
 # Tables of the domain areas live beside their code, on this same metadata; importing them here
 # makes ``schema.metadata`` complete (Alembic's autogenerate compares against all of it).
-DOMAIN_TABLE_MODULES = ("licensing.tables", "licensing.records_tables")
+DOMAIN_TABLE_MODULES = ("lidar.tables", "flood.tables", "licensing.tables", "licensing.records_tables")
 
 
 def _import_domain_tables() -> None:

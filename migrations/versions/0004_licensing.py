@@ -1,7 +1,7 @@
 """licensing: parcel register (party, RRR, sources, lineage), rule tables, corridors, dossiers
 
 Revision ID: 0004
-Revises: 0001
+Revises: 0003
 Create Date: 2026-11-27 18:10:00
 """
 
@@ -16,7 +16,7 @@ from licensing.ruledata import seed_rule_tables
 from licensing.workflow import transition_rows
 
 revision: str = "0004"
-down_revision: str | Sequence[str] | None = "0001"
+down_revision: str | Sequence[str] | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
