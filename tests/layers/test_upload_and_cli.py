@@ -20,6 +20,16 @@ def gpkg_bytes(tmp_path):
     return path.read_bytes()
 
 
+@pytest.fixture
+def officer_client(client, make_user):
+    """A client logged in as an officer by session (one argon2 check, not one per request)."""
+    make_user("officer", username="can.bo.dia.chinh")
+    login = client.post("/auth/login", json={"username": "can.bo.dia.chinh", "password": "s3cret-pass"})
+    assert login.status_code == 200
+    yield client
+    client.post("/auth/logout")
+
+
 def _post(client, name, content, filename="thua.gpkg", token=None, **fields):
     data = {"file": (io.BytesIO(content), filename), **fields}
     headers = auth(token) if token else {}
@@ -74,8 +84,8 @@ def test_oversized_upload_is_413(client, catalogue, make_user):
     assert resp.content_type == "application/problem+json" and resp.json["code"] == "payload-too-large"
 
 
-def test_corrupt_and_unsupported_files(client, catalogue, make_user, gpkg_bytes):
-    _, token = make_user("officer")
+def test_corrupt_and_unsupported_files(catalogue, officer_client, gpkg_bytes):
+    client, token = officer_client, None
     corrupt = _post(client, "parcels", gpkg_bytes[:3000], token=token, mapping=json.dumps(PARCEL_MAP))
     assert corrupt.status_code == 400 and corrupt.json["code"] == "invalid-file"
     bad_zip = _post(client, "parcels", b"PK\x03\x04garbage", filename="thua.zip", token=token)
@@ -84,8 +94,8 @@ def test_corrupt_and_unsupported_files(client, catalogue, make_user, gpkg_bytes)
     assert unsupported.status_code == 415 and unsupported.json["code"] == "unsupported-format"
 
 
-def test_bad_upload_parameters_are_400(client, catalogue, make_user, gpkg_bytes):
-    _, token = make_user("officer")
+def test_bad_upload_parameters_are_400(catalogue, officer_client, gpkg_bytes):
+    client, token = officer_client, None
     cases = [
         {"mapping": "{not json"},
         {"map": "DiaChi"},
@@ -97,8 +107,7 @@ def test_bad_upload_parameters_are_400(client, catalogue, make_user, gpkg_bytes)
         resp = _post(client, "parcels", gpkg_bytes, token=token, **fields)
         assert resp.status_code == 400, (fields, resp.json)
         assert resp.content_type == "application/problem+json"
-    no_file = client.post("/layers/parcels/upload", data={"x": "1"}, headers=auth(token),
-                          content_type="multipart/form-data")
+    no_file = client.post("/layers/parcels/upload", data={"x": "1"}, content_type="multipart/form-data")
     assert no_file.status_code == 400
     bad_name = _post(client, "Bad-Name", gpkg_bytes, token=token)
     assert bad_name.status_code == 400
