@@ -57,6 +57,10 @@ def test_click_on_a_parcel_opens_its_card(page, demo):
     page.goto(f"/#map=19/{lat}/{lon}")
     wait_map_idle(page)
     x, y = map_pixel(page, lon, lat)
+    page.mouse.move(x, y)
+    tooltip = page.locator("#map-tooltip")
+    tooltip.wait_for(state="visible")
+    assert tooltip.inner_text() == "Thửa đất số 101, tờ bản đồ số 1 · 27430"
     page.mouse.click(x, y)
     card = page.locator("#parcel-card")
     card.wait_for(state="visible")

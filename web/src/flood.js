@@ -37,13 +37,22 @@ export class FloodPanel {
     this.message.classList.toggle("unavailable", !available);
   }
 
+  /** The scenario in the shape of flood.scenarios.Scenario (rain, tide, duration in seconds). */
   scenario(form) {
     const rp = form.get("return_period");
-    return {
-      rain: rp === "stress" ? { event: "stress", depth_mm: 300, duration_hours: 24 } : { return_period_years: Number(rp) },
-      tide_level_m: Number(form.get("tide_level")),
-      duration_hours: Number(form.get("duration_hours")),
+    const hours = Number(form.get("duration_hours"));
+    const peak = Number(form.get("tide_level"));
+    const stress = rp === "stress";
+    const scenario = {
+      title: stress ? t("flood.stress") : t(`flood.rp${rp}`),
+      duration_s: hours * 3600,
+      rain: stress ? { kind: "stress-2018" }
+        : { kind: "design", return_period_y: Number(rp), duration_min: 180, block_min: 10, peak_position: 0.5 },
+      tide: { peak_m: peak, peak_at_s: Math.min(hours * 3600, stress ? 43200 : 5400) },
     };
+    // the stored default scenario with the same rain, when the planner keeps its tide (1.60 m)
+    const key = stress ? "stress-2018" : `design-${rp}y`;
+    return { scenario_key: key, scenario };
   }
 
   async start(form) {

@@ -11,7 +11,7 @@ import { lang, onLangChange, setLang, t, translate } from "./i18n.js";
 import {
   LAYER_ORDER, addBuildingExtrusion, addRasterLayer, addStyledLayer, layerLabel, legendSwatch, rasterProducts, readableLayers,
 } from "./layers.js";
-import { addOverlays, createMap, trackCursor } from "./mapview.js";
+import { addOverlays, createMap, parcelTooltip, trackCursor } from "./mapview.js";
 import { PermitTool } from "./permit.js";
 import { ParcelSearch } from "./search.js";
 
@@ -52,6 +52,8 @@ class App {
     this.dossiers = new DossierList(this);
     this.flood = new FloodPanel(this);
     this.flood.refresh();
+    parcelTooltip(this.map, document.getElementById("map-tooltip"),
+      (p) => `${t("card.title", { parcel: p.parcel_no, sheet: p.sheet_no })} · ${p.ward_code}`);
     this.map.on("click", (e) => {
       if (!this.drawing) this.card.identifyAt(e.lngLat).catch((err) => this.flash(err.message));
     });

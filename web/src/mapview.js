@@ -106,3 +106,19 @@ export function fitGeometry(map, geometry, maxZoom = 19) {
   walk(geometry.coordinates);
   if (!bounds.isEmpty()) map.fitBounds(bounds, { padding: 80, maxZoom, duration: 600 });
 }
+
+/** Parcel number under the cursor at large scales (the map has no text labels: no remote glyphs). */
+export function parcelTooltip(map, node, label) {
+  map.on("mousemove", (e) => {
+    const hit = map.getZoom() >= 16.5 && map.getLayer("parcels-fill")
+      ? map.queryRenderedFeatures(e.point, { layers: ["parcels-fill"] })[0] : null;
+    if (!hit) {
+      node.hidden = true;
+      return;
+    }
+    node.textContent = label(hit.properties);
+    node.style.transform = `translate(${e.point.x + 14}px, ${e.point.y + 14}px)`;
+    node.hidden = false;
+  });
+  map.getCanvas().addEventListener("mouseleave", () => (node.hidden = true));
+}
