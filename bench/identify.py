@@ -62,13 +62,15 @@ def load_parcels(url: str, n: int, reload: bool) -> float:
     from layers.catalogue import analyze, bump_version, get_layer, sync_canonical_layers
 
     engine = make_engine(url, pool_size=1)
+    with engine.connect() as conn:
+        present = conn.execute(text("SELECT to_regclass('public.parcel') IS NOT NULL")).scalar()
+        count = conn.execute(text("SELECT count(*) FROM parcel")).scalar() if present else 0
+    if count == n and not reload:  # reuse the loaded database as it is
+        engine.dispose()
+        return 0.0
     migrate.upgrade(engine)
     with engine.begin() as conn:
         sync_canonical_layers(conn)
-        count = conn.execute(text("SELECT count(*) FROM parcel")).scalar()
-    if count == n and not reload:
-        engine.dispose()
-        return 0.0
     side = int(n ** 0.5)
     if side * side != n:
         raise SystemExit("--parcels must be a square number (e.g. 1000000)")
@@ -203,8 +205,7 @@ def direct_phase(url: str, points, threads: int, seconds: float) -> dict:
             if len(rows) != 1 or rows[0]["__id"] is None:
                 raise RuntimeError(f"expected one parcel at {lon},{lat_}, got {len(rows)} rows")
 
-    for _ in range(2):  # warm the pool and the backends' PROJ caches
-        run_threads(threads, 0.5, worker)
+    run_threads(threads, 2.0, worker)  # warm the pool and the backends' PROJ caches
     result = measured(CPUMeter(url), threads, seconds, worker)
     engine.dispose()
     base.dispose()
@@ -237,8 +238,7 @@ def http_phase(url: str, server_pid: int, port: int, points, threads: int, secon
                 conn = connect()
         conn.close()
 
-    for _ in range(2):
-        run_threads(threads, 0.5, worker)
+    run_threads(threads, 2.0, worker)  # warm both workers (statement cache, pools)
     return measured(CPUMeter(url, server_pid), threads, seconds, worker)
 
 
@@ -248,9 +248,12 @@ def _stats(count: int, lat: list[float], errors: int, seconds: float) -> dict:
 
 
 def start_gunicorn(url: str, port: int, worker_class: str, threads: int) -> subprocess.Popen:
-    env = dict(os.environ, DATABASE_URL=url, GISSERVER_DB_POOL_SIZE=str(max(threads, 2)))
+    env = dict(os.environ, DATABASE_URL=url, GISSERVER_DB_POOL_SIZE=str(max(threads, 1)))
     cmd = [sys.executable, "-m", "gunicorn", "--workers", "2", "--bind", f"127.0.0.1:{port}",
-           "--worker-class", worker_class, "--log-level", "warning", "app:app"]
+           "--worker-class", worker_class, "--log-level", "warning",
+           # import the app once before forking: both workers serve from the first request (the
+           # app opens no connection at import, so nothing is shared across the fork)
+           "--preload", "app:app"]
     if worker_class == "gthread":
         cmd[5:5] = ["--threads", str(threads), "--keep-alive", "30"]
     proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, env=env)
@@ -281,6 +284,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=8, help="concurrent clients in each phase")
     parser.add_argument("--seconds", type=float, default=10.0, help="measured duration of each phase")
     parser.add_argument("--worker-class", default="gthread", choices=("gthread", "sync"))
+    parser.add_argument("--server-threads", type=int, default=None,
+                        help="threads per gunicorn worker (gthread; default: --threads)")
     parser.add_argument("--reload", action="store_true", help="regenerate the parcels even if present")
     args = parser.parse_args()
 
@@ -292,7 +297,8 @@ def main() -> None:
 
     direct = direct_phase(url, points, args.threads, args.seconds)
     port = free_port()
-    server = start_gunicorn(url, port, args.worker_class, args.threads)
+    server_threads = args.server_threads or args.threads
+    server = start_gunicorn(url, port, args.worker_class, server_threads)
     try:
         over_http = http_phase(url, server.pid, port, points, args.threads, args.seconds)
     finally:
@@ -301,7 +307,8 @@ def main() -> None:
 
     ratio = over_http["rate"] / direct["rate"] if direct["rate"] else float("nan")
     print(f"clients: {args.threads} threads, {args.seconds:g} s per phase, gunicorn 2 workers "
-          f"({args.worker_class}), {os.cpu_count()} CPUs shared by clients, server and PostgreSQL")
+          f"({args.worker_class}, {server_threads} threads each), {os.cpu_count()} CPUs shared by clients, "
+          "server and PostgreSQL")
     for name, r in (("direct SQL (pool)", direct), ("HTTP /api/identify", over_http)):
         print(f"  {name:20s} {r['rate']:8.0f} req/s   p50 {r['p50_ms']:6.2f} ms   p95 {r['p95_ms']:6.2f} ms   "
               f"p99 {r['p99_ms']:6.2f} ms   errors {r['errors']}   load {r['load']:.1f}")

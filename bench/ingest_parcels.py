@@ -148,6 +148,19 @@ def _copy_baseline(engine) -> float:
     return elapsed
 
 
+def _backend_pid(engine) -> int:
+    from sqlalchemy import text
+
+    with engine.connect() as conn:
+        return conn.execute(text("SELECT pg_backend_pid()")).scalar()
+
+
+def _process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of a local process, from /proc (the benchmark's own cluster)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _queryable(engine) -> tuple[int, float, str]:
     from sqlalchemy import text
 
@@ -182,13 +195,17 @@ def main() -> None:
     print(f"input: {path.name}, {path.stat().st_size / 1e6:.0f} MB, {args.n:,} parcels in EPSG:4326")
 
     admin, ident, url = _scratch_database()
-    engine = make_engine(url, pool_size=2)
+    engine = make_engine(url, pool_size=1)  # one pooled connection: the load runs on the backend we watch
     try:
         migrate.upgrade(engine)
         with engine.begin() as conn:
             sync_canonical_layers(conn)
         read_s, n_read = _read_baseline(path)
+        pid = _backend_pid(engine)
+        db_cpu0, py_cpu0 = _process_cpu(pid), time.process_time()
         report = load_layer(engine, path, "parcels", actor="bench", mapping=FIELD_MAPPING)
+        db_cpu, py_cpu = _process_cpu(pid) - db_cpu0, time.process_time() - py_cpu0
+        same_backend = _backend_pid(engine) == pid
         copy_s = _copy_baseline(engine)
         count, per_query, plan = _queryable(engine)
     finally:
@@ -216,6 +233,13 @@ def main() -> None:
           f"load/read = {total / read_s:.1f}x")
     print(f"  plain COPY of the same rows, no indexes/generated columns  {copy_s:7.1f}   "
           f"load/COPY = {total / copy_s:.1f}x")
+    print("CPU work of the load (independent of other processes on the machine):")
+    print(f"  Python process, all threads                                 {py_cpu:7.1f}")
+    print(f"  PostgreSQL backend (COPY, generated columns, indexes)       {db_cpu:7.1f}"
+          f"{'' if same_backend else '   (warning: the load used another backend)'}")
+    print(f"  on an idle 2-core machine: between {max(py_cpu, db_cpu):.1f} s (full overlap) and "
+          f"{py_cpu + db_cpu:.1f} s (none)")
+    print(f"machine load average after the run: {os.getloadavg()[0]:.1f}")
     print(f"identify-at-point after the load: {per_query * 1000:.2f} ms/query; plan uses the GiST index: "
           f"{'ix_parcel_geom' in plan}")
 

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import requests
-from tiles_common import demo_database, demo_tiles, gunicorn, wrk
+from tiles_common import demo_database, demo_tiles, gunicorn, process_tree_cpu, wrk
 
 
 def storage_comparison(engine, cache, namespace, tiles, rounds: int = 5) -> tuple[float, float]:
@@ -56,20 +56,27 @@ def main() -> None:
 
     with demo_database() as (url, engine), tempfile.TemporaryDirectory() as var_dir:
         tiles = [t for t in demo_tiles(engine, (14, 15, 16, 17)) if t.z >= 12]
-        with gunicorn(url, Path(var_dir), workers=2) as base:
+        with gunicorn(url, Path(var_dir), workers=2) as (base, pid):
             urls = [f"{base}/tiles/parcels/{t.z}/{t.x}/{t.y}.mvt" for t in tiles]
             for u in urls:
                 assert requests.get(u, timeout=60).status_code == 200
             assert requests.get(urls[0], timeout=10).headers["X-Tile-Cache"] == "hit"
             health = wrk([f"{base}/health"], seconds=args.seconds)
+            cpu0 = process_tree_cpu(pid)
             hits = wrk(urls, seconds=args.seconds)
+            cpu_per_hit = (process_tree_cpu(pid) - cpu0) / wrk.last_requests
         with engine.connect() as conn:
             info = get_layer(conn, "parcels")
+        with gunicorn(url, Path(var_dir), workers=2, threads=4) as (base, pid):
+            threaded = wrk([f"{base}/tiles/parcels/{t.z}/{t.x}/{t.y}.mvt" for t in tiles], seconds=args.seconds)
         disk, pg = storage_comparison(engine, TileCache(Path(var_dir) / "tiles"), cache_namespace("mvt", info), tiles)
     print(f"tiles: {len(tiles)} vector tiles of the demo parcels, gunicorn 2 sync workers, wrk 2 threads 4 connections")
     print(f"GET /health (baseline, no tile work)  : {health:8.0f} req/s")
     print(f"GET .mvt cache hits                    : {hits:8.0f} tiles/s  ratio to /health {hits / health:.2f}"
           "  (target >= 2000/s)")
+    print(f"GET .mvt cache hits, gthread x4, keep-alive: {threaded:8.0f} tiles/s")
+    print(f"server CPU per hit (gunicorn workers)  : {cpu_per_hit * 1000:8.3f} ms  -> {2 / cpu_per_hit:.0f} tiles/s "
+          "if the 2 workers had 2 cores to themselves")
     print(f"cache read, disk                       : {disk:8.1f} µs/tile")
     print(f"cache read, PostgreSQL bytea by key    : {pg:8.1f} µs/tile  ratio {pg / disk:.1f}x disk")
 

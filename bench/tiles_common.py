@@ -66,22 +66,42 @@ def demo_database():
 
 
 @contextmanager
-def gunicorn(url: str, var_dir: Path, workers: int = 2):
-    """The app under gunicorn (sync workers) on a loopback port; yields the base URL."""
+def gunicorn(url: str, var_dir: Path, workers: int = 2, threads: int = 0):
+    """The app under gunicorn on a loopback port (sync workers, or gthread workers with
+    keep-alive when ``threads``); yields (base URL, master pid)."""
     port = free_port()
     env = {**os.environ, "DATABASE_URL": url, "GISSERVER_VAR_DIR": str(var_dir)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--bind", f"127.0.0.1:{port}",
-         "--log-level", "warning", "gisserver:create_app()"],
+         "--log-level", "warning",
+         *(["--worker-class", "gthread", "--threads", str(threads)] if threads else []),
+         "gisserver:create_app()"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     base = f"http://127.0.0.1:{port}"
     try:
         wait_http(base + "/health")
-        yield base
+        yield base, proc.pid
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def process_tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) used so far by a process and its children (Linux /proc)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    pids = [pid]
+    while pids:
+        p = pids.pop()
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / ticks
+            for task in Path(f"/proc/{p}/task").iterdir():
+                pids.extend(int(c) for c in (task / "children").read_text().split())
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total
 
 
 def wait_http(url: str, timeout: float = 90.0) -> None:
@@ -97,7 +117,8 @@ def wait_http(url: str, timeout: float = 90.0) -> None:
 
 
 def wrk(urls: list[str], seconds: int = 5, connections: int = 4, threads: int = 2) -> float:
-    """Requests per second that wrk reaches cycling through ``urls`` (non-2xx/3xx responses fail)."""
+    """Requests per second that wrk reaches cycling through ``urls`` (non-2xx/3xx responses fail);
+    ``wrk.last_requests`` keeps the number of requests of the last run."""
     if shutil.which("wrk") is None:
         raise RuntimeError("wrk is not installed (apt-get install wrk)")
     with tempfile.TemporaryDirectory() as tmp:
@@ -115,6 +136,7 @@ def wrk(urls: list[str], seconds: int = 5, connections: int = 4, threads: int = 
         out = subprocess.run(["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s",
                               "-s", str(script), base], capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    wrk.last_requests = int(re.search(r"(\d+) requests in", out).group(1))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     if errors and int(errors.group(1)):
         raise RuntimeError(f"{errors.group(1)} failed responses:\n{out}")

@@ -122,7 +122,7 @@ def main() -> None:
 
     with demo_database() as (url, engine), tempfile.TemporaryDirectory() as var_dir:
         boxes = [web_tile_bounds(t.z, t.x, t.y) for t in demo_tiles(engine, (15, 16, 17))]
-        with gunicorn(url, Path(var_dir), workers=2) as ours, mapserver(url) as theirs:
+        with gunicorn(url, Path(var_dir), workers=2) as (ours, _), mapserver(url) as theirs:
             our_urls = getmap_urls(f"{ours}/wms", boxes, "outline")
             ms_urls = getmap_urls(theirs, boxes, None)
             our_size = sum(check_png(u) for u in our_urls)
