@@ -249,6 +249,21 @@ def check_inside_parcel(ctx: Context, p: Proposal) -> dict:
     return _result("inside_parcel", PASS, "the footprint lies inside the parcel", measured=0, limit=0, unit="m2")
 
 
+def check_land_use(ctx: Context, p: Proposal) -> dict:
+    rule = ctx.rules.get("land_use_for_building")
+    codes = ruledata.land_use_codes_of(ctx.parcel.get("land_use"))
+    if rule is None or not codes:
+        why = "no rule table in force" if rule is None else "the parcel's land use is not recorded"
+        return _result("land_use", NOT_EVALUATED, why, rule_version=rule)
+    allowed = rule.data["by_use"].get(p.use, [])
+    fitting = [c for c in codes if c in allowed]
+    msg = f"parcel land use {'+'.join(codes)}; a {p.use} building needs one of {', '.join(allowed) or 'none'}"
+    if not fitting:
+        return _result("land_use", FAIL, msg + ": convert the land-use purpose first", measured=None, limit=None,
+                       geometry=ctx.parcel["geom"], rule_version=rule)
+    return _result("land_use", PASS, msg, rule_version=rule)
+
+
 def check_red_line_crossing(ctx: Context, p: Proposal) -> dict:
     faults = []
     # a footprint may stand on the red line; crossing means the line runs through its interior
@@ -453,9 +468,9 @@ def check_floor_vs_flood(ctx: Context, p: Proposal) -> dict:
 
 
 CHECKS = (
-    check_inside_parcel, check_red_line_crossing, check_setback, check_density, check_far, check_zone_floors,
-    check_zone_height, check_floors_by_row, check_corridors, check_subdivision, check_floor_vs_dtm,
-    check_floor_vs_flood,
+    check_inside_parcel, check_land_use, check_red_line_crossing, check_setback, check_density, check_far,
+    check_zone_floors, check_zone_height, check_floors_by_row, check_corridors, check_subdivision,
+    check_floor_vs_dtm, check_floor_vs_flood,
 )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from datetime import date
 from functools import lru_cache
 from pathlib import Path
@@ -189,6 +190,15 @@ def _v_attachments(data: dict) -> None:
         raise InvalidInput("mime_types must be a non-empty list of MIME types")
 
 
+def _v_land_use(data: dict) -> None:
+    by_use = data.get("by_use")
+    if not isinstance(by_use, dict) or "civil" not in by_use:
+        raise InvalidInput("by_use must map building uses (at least civil) to lists of land-use codes")
+    for use, codes in by_use.items():
+        if not isinstance(codes, list) or not all(isinstance(c, str) and 0 < len(c) <= 8 for c in codes):
+            raise InvalidInput(f"by_use.{use} must be a list of land-use codes")
+
+
 VALIDATORS = {
     "density_individual_house": _v_density,
     "far_limit": _v_far,
@@ -201,6 +211,7 @@ VALIDATORS = {
     "floor_elevation": _v_elevation,
     "dossier_deadlines": _v_deadlines,
     "dossier_attachments": _v_attachments,
+    "land_use_for_building": _v_land_use,
 }
 
 
@@ -272,6 +283,11 @@ def power_line_row(data: dict, voltage_kv: float, conductor: str) -> dict | None
 def water_half_width(data: dict, kind: str | None) -> float | None:
     width = data["by_kind"].get(kind or "", data.get("default"))
     return None if width is None else float(width)
+
+
+def land_use_codes_of(value: str | None) -> list[str]:
+    """Codes of a parcel's land use as recorded (``ODT``, ``ODT+CLN``, ``ODT, CLN`` ...)."""
+    return [c for c in re.split(r"[+,;/\s]+", (value or "").upper()) if c]
 
 
 def min_lot_limits(data: dict, zone: int | str | None) -> dict | None:
