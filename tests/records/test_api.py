@@ -14,9 +14,21 @@ from tests.records.test_certificates import approved_dossier
 PROBLEM = "application/problem+json"
 
 
+class _Users(dict):
+    """Tokens by role, made on first use (each user costs an argon2 hash)."""
+
+    def __init__(self, make_user):
+        super().__init__()
+        self.make_user = make_user
+
+    def __missing__(self, role):
+        self[role] = self.make_user(role)[1]
+        return self[role]
+
+
 @pytest.fixture
 def users(records_db, make_user):
-    return {role: make_user(role)[1] for role in ("officer", "planner", "admin")}
+    return _Users(make_user)
 
 
 def _problem(resp, status):
