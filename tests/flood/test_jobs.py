@@ -202,3 +202,47 @@ def test_runs_survive_a_worker_killed_mid_run(queue, database_url, tmp_path):
     assert a["status"] == b["status"] == "succeeded"
     assert a["attempts"] == 2 and b["attempts"] == 1
     assert a["result"]["mass_balance"]["max_relative_error"] < 1e-3
+
+
+def test_affected_parcels_buildings_and_roads_with_depths(queue, tmp_path):
+    from shapely.geometry import LineString, MultiLineString, MultiPolygon
+
+    from flood import impacts
+    from gisserver.schema import building, parcel, road
+
+    engine, raster_id = queue
+    with engine.begin() as conn:
+        run_id = jobs.submit_run(conn, scenario_key="design-10y-slr2050", raster_id=raster_id,
+                                 params={"duration_s": 1800.0})
+    jobs.claim_next(engine, "w1")
+    result = jobs.execute_run(engine, run_id, tmp_path)
+    with rasterio.open(result["files"]["max_depth"]) as src:
+        depth, transform = src.read(1), src.transform
+    x0, y0 = 602000.0, 1191000.0  # DTM corner; ground rises from +0.8 m (west) to +2.0 m (east)
+    west = MultiPolygon([box(x0 + 20, y0 - 60, x0 + 60, y0 - 20)])
+    east = MultiPolygon([box(x0 + 285, y0 - 60, x0 + 299, y0 - 20)])
+    with engine.begin() as conn:
+        conn.execute(insert(parcel), [
+            {"ward_code": "26734", "sheet_no": 1, "parcel_no": 1, "geom": from_shape(west, srid=CITY_SRID)},
+            {"ward_code": "26734", "sheet_no": 1, "parcel_no": 2, "geom": from_shape(east, srid=CITY_SRID)},
+        ])
+        conn.execute(insert(building), [{"geom": from_shape(MultiPolygon([box(x0 + 30, y0 - 50, x0 + 45, y0 - 35)]),
+                                                            srid=CITY_SRID)}])
+        conn.execute(insert(road), [{"name": "Đường số 1", "geom": from_shape(
+            MultiLineString([LineString([(x0 + 16, y0 - 100), (x0 + 290, y0 - 100)])]), srid=CITY_SRID)}])
+    with engine.connect() as conn:
+        parcels = impacts.affected_features(conn, run_id, "parcels", depth, transform)
+        buildings = impacts.affected_features(conn, run_id, "buildings", depth, transform)
+        roads = impacts.affected_features(conn, run_id, "roads", depth, transform)
+    assert parcels["feature_id"].tolist()[0] == 1
+    west_row = parcels.iloc[0]
+    assert west_row["max_depth_m"] > 0.5 and west_row["wet_fraction"] == 1.0
+    assert len(buildings) == 1 and buildings.iloc[0]["max_depth_m"] > 0.5
+    assert len(roads) == 1 and 0 < roads.iloc[0]["wet_fraction"] < 1  # the road climbs out of the water
+    csv = impacts.export(parcels, tmp_path / "parcels.csv")
+    gpkg = impacts.export(roads, tmp_path / "roads.gpkg")
+    assert csv.read_text().splitlines()[0].startswith("layer,feature_id,max_depth_m")
+    import pyogrio
+
+    back = pyogrio.read_dataframe(gpkg)
+    assert len(back) == 1 and back.crs is not None
