@@ -95,6 +95,10 @@ def test_permit_check_highlights_failing_geometry(page, demo, make_user):
     highlighted = page.evaluate("window.gisApp.map.queryRenderedFeatures({layers: ['violations-line']}).length")
     assert highlighted > 0
     screenshot(page, "06-permit-check")
+    with page.expect_response(lambda r: "/api/checks?format=pdf" in r.url, timeout=90_000) as pdf:
+        page.click("#permit-pdf")
+    assert pdf.value.status == 200
+    assert pdf.value.headers["content-type"] == "application/pdf"
 
 
 def test_dossier_transition_and_public_status_page(page, demo, make_user, live_server):

@@ -129,10 +129,21 @@ export class PermitTool {
       floor_elevation: Number(form.get("floor_elevation")), use: form.get("use"),
     };
     try {
+      this.lastRequest = { path, body };
       this.render(await postJSON(path, body));
     } catch (err) {
       say(`${t("app.error")}: ${err instanceof ApiError ? err.message : String(err)}`, "error");
     }
+  }
+
+  /** The same check as a printable PDF report (with a map extract), opened in a new tab. */
+  async printable() {
+    const { path, body } = this.lastRequest;
+    const resp = await fetch(`${path}?format=pdf`, {
+      method: "POST", credentials: "same-origin", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(body),
+    });
+    if (resp.ok) window.open(URL.createObjectURL(await resp.blob()), "_blank", "noopener");
   }
 
   render(report) {
@@ -151,6 +162,7 @@ export class PermitTool {
           el("td", { text: value(r.measured, r.unit) }),
           el("td", { text: value(r.limit, r.unit) }),
           el("td", {}, el("span", { class: `badge ${r.status}`, text: t(`permit.result.${r.status}`) })))))),
+      el("button", { type: "button", class: "btn", id: "permit-pdf", text: t("permit.pdf"), onclick: () => this.printable() }),
     );
     // failing geometry comes in the report's CRS (the city CRS, EPSG:9210)
     const inCity = String(report.crs || "").endsWith("9210");
