@@ -15,18 +15,19 @@ import numpy as np
 
 
 @numba.njit(cache=True, nogil=True)
-def _sliding_extreme(row, half, out, use_min):
-    """out[j] = min (or max) of row[j-half .. j+half], ignoring positions outside the row."""
+def _sliding_extreme(row, half, out, use_min, p, g, h):
+    """out[j] = min (or max) of row[j-half .. j+half], ignoring positions outside the row.
+
+    p, g, h: work buffers of at least len(row) + 4 * half + 1 values.
+    """
     n = row.shape[0]
     k = 2 * half + 1
     fill = np.inf if use_min else -np.inf
     m = n + 2 * half
     nb = (m + k - 1) // k
     total = nb * k
-    p = np.full(total, fill)
+    p[:total] = fill
     p[half:half + n] = row
-    g = np.empty(total)
-    h = np.empty(total)
     for b in range(nb):
         s = b * k
         acc = p[s]
@@ -52,21 +53,27 @@ def _sliding_extreme(row, half, out, use_min):
 def _disk_filter(z, radius, use_min):
     height, width = z.shape
     out = np.full((height, width), np.inf if use_min else -np.inf)
-    tmp = np.empty(width)
-    for dy in range(-radius, radius + 1):
+    rows = np.empty((height, width))
+    size = width + 4 * radius + 2
+    p = np.empty(size)
+    g = np.empty(size)
+    h = np.empty(size)
+    for dy in range(0, radius + 1):
+        # rows dy above and below share the half-width: one sliding pass serves both
         half = int(math.floor(math.sqrt(radius * radius - dy * dy) + 1e-9))
         for i in range(height):
-            src = i + dy
-            if src < 0 or src >= height:
-                continue
-            _sliding_extreme(z[src], half, tmp, use_min)
-            for j in range(width):
-                v = tmp[j]
-                if use_min:
-                    if v < out[i, j]:
+            _sliding_extreme(z[i], half, rows[i], use_min, p, g, h)
+        for i in range(height):
+            for src in (i - dy, i + dy):
+                if src < 0 or src >= height or (dy == 0 and src != i - dy):
+                    continue
+                for j in range(width):
+                    v = rows[src, j]
+                    if use_min:
+                        if v < out[i, j]:
+                            out[i, j] = v
+                    elif v > out[i, j]:
                         out[i, j] = v
-                elif v > out[i, j]:
-                    out[i, j] = v
     return out
 
 
