@@ -108,19 +108,23 @@ def test_subdivision_lots_must_lie_in_the_parcel(lic_db, site):
     assert res["status"] == "fail" and shape(res["geometry"]).area == pytest.approx(50)
 
 
-@pytest.mark.parametrize("land_use, use, status", [
+LAND_USE_CASES = [
     ("ODT", "civil", "pass"), ("CLN", "civil", "fail"), ("odt+cln", "civil", "pass"), ("ODT", "industrial", "fail"),
     (None, "civil", "not_evaluated"),
-])
-def test_land_use_purpose(lic_db, land_use, use, status):
-    with lic_db.begin() as conn:
-        parcel = register.create_parcel(conn, "officer1", ward_code="26734", sheet_no=6, parcel_no=1,
-                                        geom=rect(300, 0, 320, 20), land_use=land_use)["created"][0]
-    p = check.Proposal(footprint=rect(302, 2, 318, 18), floors=2, height=8, use=use)
-    res = _by_rule(_run(lic_db, parcel["id"], p))["land_use"]
-    assert res["status"] == status
-    if status == "fail":
-        assert "convert the land-use purpose" in res["message"] and shape(res["geometry"]).area == pytest.approx(400)
+]
+
+
+def test_land_use_purpose(lic_db):
+    for i, (land_use, use, status) in enumerate(LAND_USE_CASES):  # one database setup for all cases
+        with lic_db.begin() as conn:
+            parcel = register.create_parcel(conn, "officer1", ward_code="26734", sheet_no=6, parcel_no=1 + i,
+                                            geom=rect(300 + 30 * i, 0, 320 + 30 * i, 20), land_use=land_use)
+        p = check.Proposal(footprint=rect(302 + 30 * i, 2, 318 + 30 * i, 18), floors=2, height=8, use=use)
+        res = _by_rule(_run(lic_db, parcel["created"][0]["id"], p))["land_use"]
+        assert res["status"] == status, (land_use, use)
+        if status == "fail":
+            assert "convert the land-use purpose" in res["message"]
+            assert shape(res["geometry"]).area == pytest.approx(400)
 
 
 def test_existing_urban_small_lot_exception(lic_db):
