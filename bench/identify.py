@@ -200,7 +200,7 @@ def direct_phase(url: str, points, threads: int, seconds: float) -> dict:
             params = dict(template, x=lon, y=lat_)
             t0 = time.perf_counter()
             with engine.connect() as conn:
-                rows = conn.exec_driver_sql(sql, params).mappings().all()
+                rows = q.run_compiled(conn, sql, params)  # the server's own cursor path
             lat.append(time.perf_counter() - t0)
             if len(rows) != 1 or rows[0]["__id"] is None:
                 raise RuntimeError(f"expected one parcel at {lon},{lat_}, got {len(rows)} rows")

@@ -588,15 +588,24 @@ def identify(engine: Engine, layers: list[str], point: Point, principal: Princip
     params = {"x": x, "y": y, "srid": point.crs.srid, "tolerance": tolerance, "limit": limit}
     lean = lean_engine(engine)
     for attempt in (1, 2):
-        try:
-            with lean.connect() as conn:
+        with lean.connect() as conn:
+            try:
                 return {name: _identify_one(conn, name, params, principal, out) for name in layers}
-        except DBAPIError as exc:
-            # no pre-ping on the lean pool: a connection the server dropped fails once, is
-            # invalidated with its pool, and the query is retried on a fresh connection
-            if attempt == 2 or not exc.connection_invalidated:
-                raise
+            except (DBAPIError, lean.dialect.loaded_dbapi.Error) as exc:
+                # no pre-ping on the lean pool: when the server dropped the connections, the first
+                # query fails, the pool is emptied and the query is retried on a fresh connection
+                if attempt == 2 or not _is_disconnect(lean, conn, exc):
+                    raise
+                if not conn.invalidated:
+                    conn.invalidate()
+        lean.dispose()
     raise AssertionError("unreachable")
+
+
+def _is_disconnect(engine: Engine, conn: Connection, exc: Exception) -> bool:
+    if isinstance(exc, DBAPIError):
+        return exc.connection_invalidated
+    return conn.invalidated or engine.dialect.is_disconnect(exc, None, None)
 
 
 _lean_engines: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -642,7 +651,22 @@ def _run_plan(conn, plan: _IdentifyPlan, name: str, params: dict) -> list:
     values = dict(plan.defaults)
     values.update(params)
     values["layer"] = name
-    return list(conn.exec_driver_sql(plan.sql, values).mappings())
+    return run_compiled(conn, plan.sql, values)
+
+
+def run_compiled(conn: Connection, sql: str, values: dict) -> list[dict]:
+    """Run a statement compiled by SQLAlchemy on the DBAPI cursor, rows as dicts.
+
+    The statement text comes from ``Compiled`` (no value is ever formatted into it); skipping
+    SQLAlchemy's result layer saves ~0.1 ms of column bookkeeping per identify request.
+    """
+    cursor = conn.connection.dbapi_connection.cursor()
+    try:
+        cursor.execute(sql, values)
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    finally:
+        cursor.close()
 
 
 def identify_statement(conn: Connection, name: str, point: Point, *, tolerance: float = 0.0, limit: int = 10,

@@ -63,6 +63,18 @@ def test_identify_sees_new_data_after_a_version_bump(client, sample):
     assert ids(client.get(url)) == []
 
 
+def test_identify_survives_dropped_connections(client, sample):
+    url = f"/api/identify?x={X0 + 10}&y={Y0 + 10}"
+    assert ids(client.get(url)) == [1]
+    with sample.connect() as conn:  # e.g. a database restart: every identify connection is killed
+        killed = conn.execute(text(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE application_name = 'gisserver-identify' AND datname = current_database()")).scalar()
+    assert killed >= 1
+    assert ids(client.get(url)) == [1]
+    assert ids(client.get(url)) == [1]
+
+
 def test_identify_bad_input_is_problem_json(client, sample):
     for url in ("/api/identify", "/api/identify?lon=200&lat=10", "/api/identify?lon=abc&lat=1",
                 "/api/identify?x=1&y=2&crs=EPSG:999999", "/api/identify?lon=106&lat=10&tolerance=-1",
