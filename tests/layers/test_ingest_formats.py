@@ -141,3 +141,29 @@ def test_dgn_as_generic_layer(catalogue, tmp_path):
         gpd.GeoDataFrame(geometry=[LineString([(X0, Y0), (X0 + 50, Y0 + 5)])]).to_file(path, driver="DGN")
     report = load_layer(catalogue, path, "cad_lines", actor="tester", crs="EPSG:9210")
     assert report.kind == "generic" and report.loaded == 1
+
+
+def test_lines_into_roads_and_choosing_a_source_layer(catalogue, tmp_path):
+    """LineStrings are promoted to the roads' MultiLineString; several layers need source_layer."""
+    import geopandas as gpd
+    from shapely.geometry import LineString
+
+    from gisserver.errors import InvalidInput
+
+    roads = gpd.GeoDataFrame(
+        {"TenDuong": ["Đường Lê Lợi", "Đường Đồng Khởi"], "LoGioi": [30.0, 25.0]},
+        geometry=[LineString([(X0, Y0), (X0 + 300, Y0)]), LineString([(X0, Y0), (X0, Y0 + 300)])],
+        crs="EPSG:9210",
+    )
+    path = tmp_path / "giao_thong.gpkg"
+    roads.to_file(path, driver="GPKG", layer="duong")
+    parcel_frame().to_file(path, driver="GPKG", layer="thua_dat")
+    with pytest.raises(InvalidInput, match="several layers"):
+        load_layer(catalogue, path, "roads", actor="t", mapping={"TenDuong": "name", "LoGioi": "row_width"})
+    report = load_layer(catalogue, path, "roads", actor="t", source_layer="duong",
+                        mapping={"TenDuong": "name", "LoGioi": "row_width"})
+    assert report.loaded == 2
+    with catalogue.connect() as conn:
+        rows = conn.execute(text("SELECT name, row_width, GeometryType(geom) FROM road ORDER BY row_width DESC")).all()
+    assert [tuple(r) for r in rows] == [("Đường Lê Lợi", 30.0, "MULTILINESTRING"),
+                                        ("Đường Đồng Khởi", 25.0, "MULTILINESTRING")]
