@@ -38,6 +38,14 @@ OVERLAP_TOLERANCE_M2 = 0.05
 COVERED_SHARE = 0.99
 
 
+MAX_ID = 2**63 - 1
+
+
+def is_id(value) -> bool:
+    """An integer that can be a BIGINT key (a larger one can only be unknown)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_ID
+
+
 def parse_date(name: str, value, *, required: bool = True) -> date | None:
     """A date given as a ``date`` or an ISO string (InvalidInput otherwise)."""
     if value is None or value == "":
@@ -70,8 +78,8 @@ def _check_terms(kind, payment, term_start: date, term_end: date | None) -> None
 
 
 def _check_refs(conn: Connection, party_id, land_use) -> None:
-    if not isinstance(party_id, int) or isinstance(party_id, bool):
-        raise InvalidInput("party_id must be an integer")
+    if not is_id(party_id):
+        raise InvalidInput("party_id must be a positive integer id")
     if conn.execute(select(lt.party.c.id).where(lt.party.c.id == party_id)).first() is None:
         raise InvalidInput(f"no party {party_id}")
     if not isinstance(land_use, str) or conn.execute(
@@ -85,8 +93,7 @@ def _land(conn: Connection, parcel_ids, geom):
     if (parcel_ids is None) == (geom is None):
         raise InvalidInput("give either parcel_ids or a polygon (geometry), not both")
     if parcel_ids is not None:
-        if not isinstance(parcel_ids, list) or not parcel_ids or not all(
-                isinstance(p, int) and not isinstance(p, bool) for p in parcel_ids):
+        if not isinstance(parcel_ids, list) or not parcel_ids or not all(is_id(p) for p in parcel_ids):
             raise InvalidInput("parcel_ids must be a non-empty list of parcel version ids")
         parcels = [register.get_parcel(conn, pid) for pid in dict.fromkeys(parcel_ids)]
         retired = [p["id"] for p in parcels if p["end_lifespan"] is not None]

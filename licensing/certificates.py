@@ -38,7 +38,7 @@ from gisserver import audit, schema
 from gisserver.errors import Conflict, InvalidInput, NotFound, RuleViolation
 from licensing import register
 from licensing import tables as lt
-from licensing.allocation import terms_of_right
+from licensing.allocation import is_id, terms_of_right
 from licensing.dossiers import Actor, transition
 from licensing.geometry import as_multipolygon, from_wkb, to_db
 from licensing.records_tables import (
@@ -154,8 +154,8 @@ def certificates_of_parcel(conn: Connection, parcel_id: int, *, include_supersed
 # --- issuing ------------------------------------------------------------------------------------------
 
 def _dossier(conn: Connection, dossier_id) -> dict:
-    if not isinstance(dossier_id, int) or isinstance(dossier_id, bool):
-        raise InvalidInput("dossier_id must be an integer")
+    if not is_id(dossier_id):
+        raise InvalidInput("dossier_id must be a positive integer id")
     row = conn.execute(select(D).where(D.c.id == dossier_id).with_for_update()).mappings().first()
     if row is None:
         raise InvalidInput(f"no dossier {dossier_id}")
@@ -177,8 +177,8 @@ def _parcel_entries(conn: Connection, parcels) -> list[dict]:
         raise InvalidInput("parcels must be a non-empty list of {parcel_id, land_use?, purpose?, term_end?, ...}")
     out, seen = [], set()
     for item in parcels:
-        entry = {"parcel_id": item} if isinstance(item, int) and not isinstance(item, bool) else item
-        if not isinstance(entry, dict) or not isinstance(entry.get("parcel_id"), int):
+        entry = {"parcel_id": item} if is_id(item) else item
+        if not isinstance(entry, dict) or not is_id(entry.get("parcel_id")):
             raise InvalidInput("each parcel needs an integer parcel_id")
         unknown = set(entry) - {"parcel_id", "land_use", "purpose", "term_end", "use_form", "origin", "area"}
         if unknown:
@@ -216,7 +216,7 @@ def _holders(conn: Connection, holders, rights: list[dict], *, must_hold: bool =
         raise InvalidInput("holders must be a non-empty list of {party_id, share} (share in percent)")
     out = []
     for h in holders:
-        if not isinstance(h, dict) or not isinstance(h.get("party_id"), int) or isinstance(h.get("share"), bool) \
+        if not isinstance(h, dict) or not is_id(h.get("party_id")) or isinstance(h.get("share"), bool) \
                 or not isinstance(h.get("share"), int | float) or not 0 < h["share"] <= 100:
             raise InvalidInput("each holder is {party_id: integer, share: percent in (0, 100]}")
         if conn.execute(select(Pa.c.id).where(Pa.c.id == h["party_id"])).first() is None:
@@ -308,7 +308,7 @@ def _check_supersedes(conn: Connection, procedure: str, supersedes_id, parcel_id
             raise RuleViolation(f"parcel version {clash.parcel_id} is on valid certificate {clash.certificate_no}: "
                                 "re-issue or register the change instead")
         return None
-    if not isinstance(supersedes_id, int) or isinstance(supersedes_id, bool):
+    if not is_id(supersedes_id):
         raise InvalidInput(f"a {procedure} names the certificate it supersedes (supersedes_id)")
     old = conn.execute(select(GC).where(GC.c.id == supersedes_id).with_for_update()).mappings().first()
     if old is None:

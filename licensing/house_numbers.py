@@ -42,6 +42,7 @@ from sqlalchemy.engine import Connection
 from gisserver import audit, schema
 from gisserver.errors import Conflict, InvalidInput, NotFound, RuleViolation
 from licensing import tables as lt
+from licensing.allocation import is_id
 from licensing.geometry import from_wkb, to_db, to_geojson
 from licensing.records_tables import SIDES, house_number, house_number_certificate, street
 
@@ -369,8 +370,8 @@ def _insert_number(conn: Connection, actor: str, street_row: dict, label: Label,
 def _check_dossier(conn: Connection, dossier_id: int | None) -> None:
     if dossier_id is None:
         return
-    if not isinstance(dossier_id, int) or isinstance(dossier_id, bool):
-        raise InvalidInput("dossier_id must be an integer")
+    if not is_id(dossier_id):
+        raise InvalidInput("dossier_id must be a positive integer id")
     if conn.execute(select(lt.dossier.c.id).where(lt.dossier.c.id == dossier_id)).first() is None:
         raise InvalidInput(f"no dossier {dossier_id}")
 
@@ -385,6 +386,8 @@ def number_street(conn: Connection, actor: str, street_id: int, *, max_distance:
     if not isinstance(max_distance, int | float) or not 0 < max_distance <= 200:
         raise InvalidInput("max_distance must be in (0, 200] metres")
     _check_dossier(conn, dossier_id)
+    if building_ids is not None and (not isinstance(building_ids, list) or not all(is_id(b) for b in building_ids)):
+        raise InvalidInput("building_ids must be a list of positive integer ids")
     row = _street_row(conn, street_id, lock=True)  # one numbering of a street at a time
     line = row["geom"]
     stations, skipped = [], []
@@ -425,6 +428,8 @@ def assign_number(conn: Connection, actor: str, street_id: int, *, building_id: 
     _check_dossier(conn, dossier_id)
     row = _street_row(conn, street_id, lock=True)
     if building_id is not None:
+        if not is_id(building_id):
+            raise InvalidInput("building_id must be a positive integer id")
         if conn.execute(select(H.c.id).where(H.c.building_id == building_id, H.c.status == "active")).first():
             raise Conflict(f"building {building_id} already has a house number")
         found = conn.execute(select(func.ST_AsBinary(B.c.geom)).where(B.c.id == building_id)).scalar()

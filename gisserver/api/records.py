@@ -21,12 +21,14 @@ from gisserver.errors import InvalidInput, InvalidParameter, NotFound, UnknownCR
 from gisserver.params import parse_bool, parse_choice, parse_float, parse_int
 from gisserver.web_auth import principal, require_roles
 from licensing import allocation, certificates, house_numbers, register
-from licensing.allocation import parse_date
+from licensing.allocation import is_id, parse_date
 from licensing.dossiers import Actor
 from licensing.geometry import POLYGONAL, parse_geojson
 
 bp = Blueprint("records", __name__, url_prefix="/api/records")
 
+#: ids beyond BIGINT are unknown ids (404), never a database overflow
+ID = "int(max=9223372036854775807)"
 STAFF = ("officer", "planner", "admin")
 EDITORS = ("officer", "admin")
 LINEAR = ("LineString", "MultiLineString")
@@ -66,8 +68,8 @@ def _int(body: dict, key: str, *, required: bool = False) -> int | None:
         if required:
             raise InvalidInput(f"{key} is required")
         return None
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise InvalidInput(f"{key} must be an integer")
+    if not is_id(value):
+        raise InvalidInput(f"{key} must be a positive integer id")
     return value
 
 
@@ -138,7 +140,7 @@ def street_from_road():
     return jsonify(street), 201
 
 
-@bp.post("/streets/<int:street_id>/alleys")
+@bp.post(f"/streets/<{ID}:street_id>/alleys")
 @require_roles(*EDITORS)
 def create_alley(street_id):
     """Create an alley (hẻm) off a street; its houses are numbered '<n>/<m>'."""
@@ -150,7 +152,7 @@ def create_alley(street_id):
     return jsonify(alley), 201
 
 
-@bp.get("/streets/<int:street_id>")
+@bp.get(f"/streets/<{ID}:street_id>")
 @require_roles(*STAFF)
 def get_street(street_id):
     """A street with its centreline."""
@@ -158,7 +160,7 @@ def get_street(street_id):
         return jsonify(house_numbers.get_street(conn, street_id))
 
 
-@bp.get("/streets/<int:street_id>/numbers")
+@bp.get(f"/streets/<{ID}:street_id>/numbers")
 @require_roles(*STAFF)
 def list_numbers(street_id):
     """The house numbers of a street (active, or all with include_retired)."""
@@ -167,15 +169,12 @@ def list_numbers(street_id):
         return jsonify(numbers=house_numbers.list_numbers(conn, street_id, include_retired=include_retired))
 
 
-@bp.post("/streets/<int:street_id>/numbering")
+@bp.post(f"/streets/<{ID}:street_id>/numbering")
 @require_roles(*EDITORS)
 def number_street(street_id):
     """Number the street's unnumbered buildings; existing numbers never change."""
     body = _body("max_distance", "building_ids", "dossier_id")
     ids = body.get("building_ids")
-    if ids is not None and (not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool)
-                                                                 for i in ids)):
-        raise InvalidInput("building_ids must be a list of integers")
     with services().engine.begin() as conn:
         result = house_numbers.number_street(
             conn, _who(), street_id, max_distance=_number(body, "max_distance", house_numbers.DEFAULT_MAX_DISTANCE),
@@ -183,7 +182,7 @@ def number_street(street_id):
     return jsonify(result)
 
 
-@bp.post("/streets/<int:street_id>/numbers")
+@bp.post(f"/streets/<{ID}:street_id>/numbers")
 @require_roles(*EDITORS)
 def assign_number(street_id):
     """Number one building (or a given access point) on a street."""
@@ -195,7 +194,7 @@ def assign_number(street_id):
     return jsonify(number), 201
 
 
-@bp.get("/house-numbers/<int:number_id>")
+@bp.get(f"/house-numbers/<{ID}:number_id>")
 @require_roles(*STAFF)
 def get_number(number_id):
     """A house number with its number certificates."""
@@ -203,7 +202,7 @@ def get_number(number_id):
         return jsonify(house_numbers.get_number(conn, number_id))
 
 
-@bp.get("/house-numbers/<int:number_id>/history")
+@bp.get(f"/house-numbers/<{ID}:number_id>/history")
 @require_roles(*STAFF)
 def number_history(number_id):
     """Audit history of a house number."""
@@ -212,7 +211,7 @@ def number_history(number_id):
         return jsonify(history=audit.history(conn, "house_number", number_id))
 
 
-@bp.post("/house-numbers/<int:number_id>/renumber")
+@bp.post(f"/house-numbers/<{ID}:number_id>/renumber")
 @require_roles(*EDITORS)
 def renumber(number_id):
     """Explicit, audited renumbering: the old number is retired and replaced."""
@@ -223,7 +222,7 @@ def renumber(number_id):
     return jsonify(new), 201
 
 
-@bp.post("/house-numbers/<int:number_id>/retire")
+@bp.post(f"/house-numbers/<{ID}:number_id>/retire")
 @require_roles(*EDITORS)
 def retire_number(number_id):
     """Retire a house number (never reused)."""
@@ -233,7 +232,7 @@ def retire_number(number_id):
                                                                                            required=True)))
 
 
-@bp.post("/house-numbers/<int:number_id>/certificates")
+@bp.post(f"/house-numbers/<{ID}:number_id>/certificates")
 @require_roles(*EDITORS)
 def number_certificate(number_id):
     """Record a house-number certificate issued on a dossier."""
@@ -275,7 +274,7 @@ def list_allocations():
     kind = request.args.get("kind") or None
     status = request.args.get("status") or None
     party = request.args.get("party_id")
-    party_id = parse_int("party_id", party, minimum=1) if party else None
+    party_id = parse_int("party_id", party, minimum=1, maximum=2**63 - 1) if party else None
     limit = parse_int("limit", request.args.get("limit"), default=500, minimum=1, maximum=5000)
     with services().engine.connect() as conn:
         return jsonify(allocations=allocation.list_allocations(conn, kind=kind, status=status, party_id=party_id,
@@ -303,7 +302,7 @@ def expired():
     return jsonify(allocations=rows)
 
 
-@bp.get("/allocations/<int:allocation_id>")
+@bp.get(f"/allocations/<{ID}:allocation_id>")
 @require_roles(*STAFF)
 def get_allocation(allocation_id):
     """An allocation or lease decision with its parcels and rights."""
@@ -311,7 +310,7 @@ def get_allocation(allocation_id):
         return jsonify(allocation.get_allocation(conn, allocation_id))
 
 
-@bp.post("/allocations/<int:allocation_id>/revoke")
+@bp.post(f"/allocations/<{ID}:allocation_id>/revoke")
 @require_roles(*EDITORS)
 def revoke_allocation(allocation_id):
     """Revoke an allocation or lease; its rights end now."""
@@ -351,7 +350,7 @@ def issue_certificate():
     return jsonify(cert), 201
 
 
-@bp.get("/certificates/<int:certificate_id>")
+@bp.get(f"/certificates/<{ID}:certificate_id>")
 @require_roles(*STAFF)
 def get_certificate(certificate_id):
     """A land-use right certificate: holders, parcels, rights, supersession."""
@@ -359,7 +358,7 @@ def get_certificate(certificate_id):
         return jsonify(certificates.get_certificate(conn, certificate_id))
 
 
-@bp.get("/certificates/<int:certificate_id>/history")
+@bp.get(f"/certificates/<{ID}:certificate_id>/history")
 @require_roles(*STAFF)
 def certificate_history(certificate_id):
     """The supersession chain and audit history of a certificate."""
@@ -368,7 +367,7 @@ def certificate_history(certificate_id):
         return jsonify(chain=chain, audit=audit.history(conn, "land_certificate", certificate_id))
 
 
-@bp.post("/certificates/<int:certificate_id>/cancel")
+@bp.post(f"/certificates/<{ID}:certificate_id>/cancel")
 @require_roles(*EDITORS)
 def cancel_certificate(certificate_id):
     """Cancel a valid certificate without a successor."""
@@ -378,8 +377,8 @@ def cancel_certificate(certificate_id):
                                                        reason=_text(body, "reason", required=True)))
 
 
-@bp.get("/certificates/<int:certificate_id>/extract")
-@bp.get("/certificates/<int:certificate_id>/extract.<fmt>")
+@bp.get(f"/certificates/<{ID}:certificate_id>/extract")
+@bp.get(f"/certificates/<{ID}:certificate_id>/extract.<fmt>")
 @require_roles(*STAFF)
 def certificate_extract(certificate_id, fmt=None):
     """Printable certificate extract: HTML page, PDF or JSON (f=html|pdf|json)."""
@@ -395,7 +394,7 @@ def certificate_extract(certificate_id, fmt=None):
     return Response(certificates.render_extract_html(extract), mimetype="text/html")
 
 
-@bp.get("/parcels/<int:parcel_id>/certificates")
+@bp.get(f"/parcels/<{ID}:parcel_id>/certificates")
 @require_roles(*STAFF)
 def parcel_certificates(parcel_id):
     """Certificates of a parcel version."""

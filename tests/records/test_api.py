@@ -72,8 +72,11 @@ def test_house_numbering_endpoints(client, records_db, users):
     assert {e["action"] for e in history.get_json()["history"]} >= {"house_number.assign", "house_number.retire"}
     _problem(client.get("/api/records/streets/9999", headers=auth(users["officer"])), 404)
     _problem(client.get("/api/records/house-numbers/9999", headers=auth(users["officer"])), 404)
+    _problem(client.get("/api/records/house-numbers/99999999999999999999", headers=auth(users["officer"])), 404)
     _problem(client.post("/api/records/streets/9999/numbering", json={}, headers=auth(users["officer"])), 404)
-    _problem(client.post(f"/api/records/streets/{sid}/numbering", json={"max_distance": "far"},
+    for bad in ({"max_distance": "far"}, {"building_ids": [2**70]}, {"dossier_id": 2**70}, {"colour": 1}):
+        _problem(client.post(f"/api/records/streets/{sid}/numbering", json=bad, headers=auth(users["officer"])), 400)
+    _problem(client.post(f"/api/records/streets/{sid}/numbers", json={"building_id": 2**70},
                          headers=auth(users["officer"])), 400)
     found = client.get(f"/api/records/addresses?x={E0 + 22}&y={N0 - 5}", headers=auth(users["officer"]))
     assert found.get_json()["label"] == "12"
@@ -105,8 +108,10 @@ def test_allocation_endpoints(client, records_db, users, land):
     clash.pop("parcel_ids")
     body = _problem(client.post("/api/records/allocations", json=clash, headers=auth(users["officer"])), 422)
     assert body["conflicts"][0]["decision_no"] == "QĐ 88/QĐ-UBND" and body["geometry"]["type"] == "Polygon"
-    _problem(client.post("/api/records/allocations", json={**lease, "term_end": "31/12/2026"},
-                         headers=auth(users["officer"])), 400)
+    for bad_field in ({"term_end": "31/12/2026"}, {"party_id": 2**70}, {"parcel_ids": [2**70]}, {"purpose": 7},
+                      {"decision_no": ["x"]}, {"geometry": {"type": "Polygon", "coordinates": [[1, 2]]}}):
+        _problem(client.post("/api/records/allocations", json={**lease, **bad_field}, headers=auth(users["officer"])),
+                 400)
     _problem(client.post("/api/records/allocations", json={**clash, "crs": "EPSG:999999"},
                          headers=auth(users["officer"])), 400)
     soon = client.get("/api/records/allocations/expiring?within_days=30&today=2026-12-15",
@@ -138,8 +143,11 @@ def test_certificate_endpoints(client, records_db, users, land):
     bad = client.post("/api/records/certificates", json={**body, "holders": [{"party_id": party, "share": 90}]},
                       headers=auth(users["officer"]))
     assert "sum to 90" in _problem(bad, 422)["detail"]
-    _problem(client.post("/api/records/certificates", json={**body, "parcels": "all"}, headers=auth(users["officer"])),
-             400)
+    for bad_field in ({"parcels": "all"}, {"parcels": [2**70]}, {"dossier_id": 2**70}, {"supersedes_id": 2**64},
+                      {"holders": [{"party_id": 2**70, "share": 100}]}, {"assets": "house"}, {"serial": None},
+                      {"issue_date": "27/11/2026"}, {"parcels": [{"parcel_id": ids[0], "term_end": "soon"}]}):
+        _problem(client.post("/api/records/certificates", json={**body, **bad_field}, headers=auth(users["officer"])),
+                 400)
     resp = client.post("/api/records/certificates", json=body, headers=auth(users["officer"]))
     assert resp.status_code == 201, resp.get_json()
     cert = resp.get_json()
