@@ -53,6 +53,12 @@ CSV_OPEN_OPTIONS = {
     "EMPTY_STRING_AS_NULL": "YES",
 }
 
+# combining marks (Vietnamese tone marks are U+0300-U+036F) and Hangul conjoining jamo (RE2 syntax)
+_COMBINING = (
+    "[\\x{0300}-\\x{036F}\\x{1AB0}-\\x{1AFF}\\x{1DC0}-\\x{1DFF}\\x{20D0}-\\x{20FF}"
+    "\\x{FE20}-\\x{FE2F}\\x{1100}-\\x{11FF}]"
+)
+
 GDAL_ERRORS = (
     pyogrio.errors.DataSourceError,
     pyogrio.errors.DataLayerError,
@@ -308,4 +314,8 @@ def _normalise_text(arr: pa.Array, recode: str | None) -> pa.Array:
         return arr
     if recode:
         return pa.array([None if v is None else _fix_text(v, recode) for v in arr.to_pylist()], pa.string())
+    # NFC only changes text holding combining characters (or conjoining jamo): normalising is
+    # slow, a regex scan is not, and most columns have none
+    if not pc.any(pc.match_substring_regex(arr, _COMBINING)).as_py():
+        return arr
     return pc.utf8_normalize(arr, "NFC")

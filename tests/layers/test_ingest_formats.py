@@ -81,8 +81,14 @@ def test_shapefile_without_cpg_takes_declared_encoding(catalogue, tmp_path):
 
 
 def test_geojson_in_wgs84(catalogue, tmp_path):
+    """Also: decomposed Vietnamese (tone marks as combining characters) is stored as NFC."""
+    import unicodedata
+
     path = tmp_path / "parcels.geojson"
-    parcel_frame(crs="EPSG:4326").to_file(path, driver="GeoJSON")
+    frame = parcel_frame(crs="EPSG:4326")
+    frame.loc[0, "DiaChi"] = unicodedata.normalize("NFD", frame.loc[0, "DiaChi"])
+    assert frame.loc[0, "DiaChi"] != ADDRESSES[0]
+    frame.to_file(path, driver="GeoJSON")
     report = load_layer(catalogue, path, "parcels", actor="tester", mapping=PARCEL_MAP)
     assert report.loaded == 6 and report.source["crs"] == "EPSG:4326"
     with catalogue.connect() as conn:
