@@ -507,7 +507,12 @@ def feature_from_row(source: LayerSource, row) -> dict:
     }
 
 
+_PLAIN = (str, int, float, bool, type(None))
+
+
 def _json_value(value):
+    if type(value) in _PLAIN:  # the common case, without the isinstance chain
+        return value
     if isinstance(value, datetime):
         if value.tzinfo is not None:
             value = value.astimezone(UTC)
