@@ -157,6 +157,33 @@ def _covered_parcels(conn: Connection, geom) -> tuple[list[tuple[int, float]], l
     return whole, partial
 
 
+def _held_by_others(conn: Connection, parcel_ids: list[int], party_id: int) -> None:
+    """Land under another party's right that no allocation or lease decision limits in time (a
+    household's long-term right from first registration, a transfer ...) must be recovered
+    (thu hồi) before the State allocates or leases it again."""
+    if not parcel_ids:
+        return
+    R = lt.rrr
+    rows = conn.execute(
+        select(R.c.id, R.c.parcel_id, R.c.type, lt.party.c.name, P.c.ward_code, P.c.sheet_no, P.c.parcel_no,
+               func.ST_AsBinary(P.c.geom).label("wkb"))
+        .join(lt.party, lt.party.c.id == R.c.party_id).join(P, P.c.id == R.c.parcel_id)
+        .where(R.c.parcel_id.in_(parcel_ids), R.c.kind == "right", R.c.end_lifespan.is_(None),
+               R.c.party_id != party_id,
+               or_(R.c.source_id.is_(None), R.c.source_id.not_in(select(A.c.source_id))))
+        .order_by(R.c.id)
+    ).mappings().all()
+    if rows:
+        names = ", ".join(f"{r['ward_code']}/{r['sheet_no']}/{r['parcel_no']} ({r['name']})" for r in rows)
+        raise RuleViolation(
+            f"the land is held under another party's right: {names}; recover it first",
+            details={"reason": "held by another party",
+                     "rights": [{"rrr_id": r["id"], "parcel_id": r["parcel_id"], "type": r["type"],
+                                 "party": r["name"]} for r in rows],
+                     "geometry": to_geojson(unary_union([from_wkb(r["wkb"]) for r in rows]))},
+        )
+
+
 def _term_text(kind: str, term_start: date, term_end: date | None) -> str:
     end = term_end.isoformat() if term_end else "lâu dài (long-term)"
     return f"{'giao đất' if kind == 'allocation' else 'thuê đất'} {term_start.isoformat()} - {end}"
@@ -180,6 +207,11 @@ def allocate(conn: Connection, actor: str, *, decision_no: str, decision_date, k
     if conn.execute(select(A.c.id).where(A.c.decision_no == decision_no.strip())).first():
         raise Conflict(f"decision {decision_no} is recorded already")
     _conflicts(conn, land, term_start, term_end)
+    if named is not None:
+        covered, partial = [(p["id"], p["geom"].area) for p in named], []
+    else:
+        covered, partial = _covered_parcels(conn, land)
+    _held_by_others(conn, [pid for pid, _ in covered], party_id)
     source_id = register.create_source(conn, {
         "kind": "decision", "reference": decision_no.strip(), "issued_on": decision_date.isoformat(), "issuer": issuer,
         "description": f"{_term_text(kind, term_start, term_end)}; {land_use} {purpose}".strip(),
@@ -190,10 +222,6 @@ def allocate(conn: Connection, actor: str, *, decision_no: str, decision_date, k
                          term_end=term_end, source_id=source_id, created_by=actor, geom=to_db(land))
         .returning(A.c.id)
     ).scalar_one()
-    if named is not None:
-        covered, partial = [(p["id"], p["geom"].area) for p in named], []
-    else:
-        covered, partial = _covered_parcels(conn, land)
     for parcel_id, area in covered:
         rrr_id = register.add_rrr(conn, actor, parcel_id, kind="right", type=RIGHT_TYPES[kind], party_id=party_id,
                                   share=1.0, description=f"{_term_text(kind, term_start, term_end)}; {land_use}",

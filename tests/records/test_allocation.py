@@ -128,6 +128,18 @@ def test_bad_decisions_are_clear_input_errors(land, change, match):
         _lease(conn, company, parcel_ids=[ids[0]], **change)
 
 
+def test_land_held_under_another_partys_right_is_refused(land):
+    engine, ids, company, other = land
+    with engine.begin() as conn:
+        household = register.create_party(conn, ACTOR, name="Hộ ông Trần Văn Dũng")
+        register.add_rrr(conn, ACTOR, ids[2], kind="right", type="land_use_right", party_id=household, share=1.0)
+    with pytest.raises(RuleViolation, match="Trần Văn Dũng") as err, engine.begin() as conn:
+        _lease(conn, company, geom=rect(40, 0, 60, 30))
+    assert err.value.details["rights"][0]["parcel_id"] == ids[2]
+    with engine.begin() as conn:  # the holder itself may get its land leased (e.g. a change of use)
+        assert _lease(conn, household, parcel_ids=[ids[2]])["parcels"][0]["parcel_id"] == ids[2]
+
+
 def test_parcels_or_polygon_not_both(land):
     engine, ids, company, _ = land
     with pytest.raises(InvalidInput, match="either"), engine.begin() as conn:
