@@ -279,8 +279,13 @@ def run_tiled(sources: list[Source], outdir, *, tile_size: float = 500.0, resolu
 
     files, bounds, srid, info = retile(sources, scheme, work, target_srid=target_srid, chunk_size=chunk_size,
                                        progress=report("retile", 0.0, 0.3))
-    results = _run_tasks(files, scheme, params, resolution, work, scheduler=scheduler, n_workers=n_workers,
-                         processes=processes, retries=retries, progress=report("tiles", 0.3, 0.9))
+    try:
+        results = _run_tasks(files, scheme, params, resolution, work, scheduler=scheduler, n_workers=n_workers,
+                             processes=processes, retries=retries, progress=report("tiles", 0.3, 0.9))
+    except TileFailed as exc:
+        exc.details["srid"] = srid
+        shutil.rmtree(work, ignore_errors=True)
+        raise
     grid = GridSpec.covering(bounds, resolution)
     surfaces = mosaic(results, grid)
     vdatum = next((s["vertical_datum"] for s in info if s["vertical_datum"]), None)

@@ -1,0 +1,103 @@
+"""``lidar`` command group (index files, process them into rasters) with progress bars.
+
+Register it in the main CLI with ``main.add_command(lidar.cli.lidar)``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from gisserver.errors import GISError
+
+
+def _engine():
+    from gisserver.config import Settings
+    from gisserver.db import make_engine, resolve_database_url
+
+    return make_engine(resolve_database_url(Settings.from_env(), start_embedded=True), pool_size=2)
+
+
+class _Group(click.Group):
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except GISError as exc:
+            click.echo(f"error: {exc.message}", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=_Group)
+def lidar():
+    """LiDAR point clouds: file index, terrain and surface models."""
+
+
+@lidar.command("info")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--crs", default=None, help="CRS to declare when the file has none (e.g. EPSG:28992)")
+def info(path, crs):
+    """Validate a file and print its summary (one chunked pass)."""
+    from lidar.io import summarize
+
+    click.echo(json.dumps(summarize(path, crs=crs).as_dict(), indent=2))
+
+
+@lidar.command("index")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--crs", default=None, help="CRS to declare when the files have none")
+@click.option("--vertical-datum", default=None, help="height reference, e.g. 'Hon Dau'")
+def index(paths, crs, vertical_datum):
+    """Add files to the LiDAR file index (each file in its own transaction)."""
+    from lidar.store import index_file
+
+    engine = _engine()
+    try:
+        for path in paths:
+            with engine.begin() as conn:
+                file_id = index_file(conn, path, crs=crs, vertical_datum=vertical_datum)
+            click.echo(f"indexed {path} as {file_id}")
+    finally:
+        engine.dispose()
+
+
+@lidar.command("process")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--out", "outdir", required=True, type=click.Path(file_okay=False), help="output folder")
+@click.option("--prefix", required=True, help="raster catalogue name prefix (e.g. q8_2026)")
+@click.option("--crs", default=None, help="CRS to declare when the files have none")
+@click.option("--vertical-datum", default=None)
+@click.option("--tile-size", default=500.0, show_default=True, type=float)
+@click.option("--resolution", default=1.0, show_default=True, type=float)
+@click.option("--native", is_flag=True, help="keep the files' own CRS instead of the city CRS")
+@click.option("--scheduler", default=None, help="Dask scheduler address (default: a LocalCluster)")
+@click.option("--workers", default=None, type=int, help="LocalCluster worker processes")
+def process(paths, outdir, prefix, crs, vertical_datum, tile_size, resolution, native, scheduler, workers):
+    """Ground, DTM, DSM, nDSM and hillshade COGs, registered in the raster catalogue, as a job."""
+    from tqdm import tqdm
+
+    from gisserver.crs import CITY_SRID
+    from lidar import jobs
+
+    engine = _engine()
+    try:
+        with engine.begin() as conn:
+            job_id = jobs.submit_processing_job(
+                conn, sources=[{"path": p, "crs": crs, "vertical_datum": vertical_datum} for p in paths],
+                prefix=prefix, tile_size=tile_size, resolution=resolution,
+                target_srid=None if native else CITY_SRID, owner="cli")
+        click.echo(f"job {job_id}")
+        with tqdm(total=100, unit="%", file=sys.stderr) as bar:
+
+            def report(fraction, stage):
+                bar.n = int(fraction * 100)
+                bar.set_description(stage)
+                bar.refresh()
+
+            result = jobs.run_processing_job(engine, job_id, outdir, scheduler=scheduler, n_workers=workers,
+                                             on_progress=report)
+        click.echo(json.dumps(result, indent=2))
+    finally:
+        engine.dispose()
+
