@@ -59,6 +59,7 @@ def _intersects(a, b) -> bool:
 class TileCache:
     def __init__(self, root: Path | str):
         self.root = Path(root)
+        self._root = str(self.root)
         self._changes: dict[str, tuple[float, dict[int, list]]] = {}
         self._lock = threading.Lock()
 
@@ -67,8 +68,9 @@ class TileCache:
         return self.root / namespace / str(z) / str(x) / f"{y}.{ext}"
 
     def read(self, namespace: str, z: int, x: int, y: int, ext: str) -> CachedTile | None:
+        # the hot path of a hit: plain string paths (pathlib costs more than the read)
         try:
-            with open(self.path(namespace, z, x, y, ext), "rb") as fh:
+            with open(f"{self._root}/{namespace}/{z}/{x}/{y}.{ext}", "rb") as fh:
                 raw = fh.read()
         except (FileNotFoundError, NotADirectoryError):
             return None

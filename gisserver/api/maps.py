@@ -51,16 +51,20 @@ def _zxy(z: str, x: str, y: str) -> tuple[int, int, int]:
 
 
 def tile_response(tile: CachedTile, mimetype: str, public: bool) -> Response:
-    resp = Response(tile.data, mimetype=mimetype)
-    resp.set_etag(tile.etag)
-    resp.headers["Cache-Control"] = f"{'public' if public else 'private'}, max-age={TILE_MAX_AGE}"
-    resp.headers["X-Tile-Cache"] = "hit" if tile.hit else "miss"
+    """The tile with its ETag and caching headers, or 304 when the client has this version."""
+    etag = f'"{tile.etag}"'
+    headers = {
+        "ETag": etag,
+        "Cache-Control": f"{'public' if public else 'private'}, max-age={TILE_MAX_AGE}",
+        "X-Tile-Cache": "hit" if tile.hit else "miss",
+    }
     if public:  # public map data may be used by web maps of other sites
-        resp.headers["Access-Control-Allow-Origin"] = "*"
+        headers["Access-Control-Allow-Origin"] = "*"
     else:
-        resp.vary.add("Authorization")
-        resp.vary.add("Cookie")
-    return resp.make_conditional(request)
+        headers["Vary"] = "Authorization, Cookie"
+    if tile.etag in request.if_none_match:
+        return Response(status=304, headers=headers)
+    return Response(tile.data, mimetype=mimetype, headers=headers)
 
 
 # --- vector tiles ----------------------------------------------------------------------------
