@@ -82,7 +82,6 @@ def test_etag_304_and_cache_hit(client, ben_thanh):
 
 def test_edit_invalidates_only_affected_tiles(client, app, ben_thanh):
     """A recorded change area rebuilds the tiles it touches; other tiles stay cached."""
-    from gisserver.api.maps import tile_cache
     from tests.tiles.conftest import insert_parcels
 
     near = ben_thanh_tile()
@@ -101,8 +100,10 @@ def test_edit_invalidates_only_affected_tiles(client, app, ben_thanh):
             ward_code="26735", sheet_no=1, parcel_no=2,
             geom=city_geom(MultiPolygon([box(e + 45, n, e + 60, n + 15)]))))
         version = bump_version(conn, "parcels")
-    with app.app_context():
-        tile_cache().record_change("parcels", version, (*lonlat(e + 40, n - 5), *lonlat(e + 65, n + 20)))
+    from tiles.cache import record_layer_change
+
+    record_layer_change(app.extensions["gisserver"].settings.var_dir, "parcels", version,
+                        (*lonlat(e + 40, n - 5), *lonlat(e + 65, n + 20)))
 
     after_near = client.get(urls["near"], headers={"If-None-Match": before["near"].headers["ETag"]})
     assert after_near.status_code == 304 and after_near.headers["X-Tile-Cache"] == "hit"
