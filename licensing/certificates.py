@@ -31,7 +31,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 from shapely.geometry import Point, Polygon, box
 from shapely.geometry.polygon import orient
-from sqlalchemy import func, insert, literal, select, update
+from sqlalchemy import and_, func, insert, literal, or_, select, update
 from sqlalchemy.engine import Connection
 
 from gisserver import audit, schema
@@ -428,11 +428,14 @@ def plan_vertices(polygon: Polygon) -> list[tuple[float, float]]:
     return ring[start:] + ring[:start]
 
 
-def _neighbours(conn: Connection, parcel: dict) -> list[dict]:
+def _neighbours(conn: Connection, parcel: dict, at=None) -> list[dict]:
+    """Parcels sharing a boundary with ``parcel``: current ones, or those alive at ``at``."""
     g = to_db(parcel["geom"])
+    alive = P.c.end_lifespan.is_(None) if at is None else and_(
+        P.c.begin_lifespan <= at, or_(P.c.end_lifespan.is_(None), P.c.end_lifespan > at))
     rows = conn.execute(
         select(P.c.id, P.c.ward_code, P.c.sheet_no, P.c.parcel_no, func.ST_AsBinary(P.c.geom).label("wkb"))
-        .where(P.c.end_lifespan.is_(None), P.c.id != parcel["id"], func.ST_DWithin(P.c.geom, g, NEIGHBOUR_TOLERANCE))
+        .where(alive, P.c.id != parcel["id"], func.ST_DWithin(P.c.geom, g, NEIGHBOUR_TOLERANCE))
         .order_by(P.c.sheet_no, P.c.parcel_no)
     ).mappings()
     out = []
@@ -446,10 +449,11 @@ def _neighbours(conn: Connection, parcel: dict) -> list[dict]:
     return out
 
 
-def parcel_plan(conn: Connection, parcel_id: int) -> dict:
-    """Vertices (numbered, X = N, Y = E), edges with lengths and neighbours, area, of a parcel version."""
+def parcel_plan(conn: Connection, parcel_id: int, *, at=None) -> dict:
+    """Vertices (numbered, X = N, Y = E), edges with lengths and neighbours (current, or alive at
+    ``at``), area, of a parcel version."""
     parcel = register.get_parcel(conn, parcel_id)
-    neighbours = _neighbours(conn, parcel)
+    neighbours = _neighbours(conn, parcel, at)
     vertices, edges, n = [], [], 0
     for polygon in as_multipolygon(parcel["geom"]).geoms:
         ring = plan_vertices(polygon)
@@ -547,11 +551,13 @@ def plan_svg(plan: dict) -> str:
 
 
 def certificate_extract(conn: Connection, certificate_id: int) -> dict:
-    """Everything the printable extract shows, with one plan per certified parcel."""
+    """Everything the printable extract shows, with one plan per certified parcel; the neighbours are
+    those of the day the certificate was issued (the extract reproduces the certificate)."""
     cert = get_certificate(conn, certificate_id)
+    issued_at = conn.execute(select(GC.c.created_at).where(GC.c.id == certificate_id)).scalar_one()
     plans = []
     for p in cert["parcels"]:
-        plan = parcel_plan(conn, p["parcel_id"])
+        plan = parcel_plan(conn, p["parcel_id"], at=issued_at)
         plans.append({**plan, "entry": p, "svg": Markup(plan_svg(plan))})
     return {"certificate": cert, "plans": plans}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from shapely.geometry import LineString
 from sqlalchemy import delete, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
@@ -201,6 +202,12 @@ def test_extract_plan_vertices_edges_neighbours(land):
     assert [(e["from"], e["to"], e["length"], e["neighbour"]) for e in plan["edges"]] == [
         (1, 2, 10.0, "203"), (2, 3, 20.0, "202"), (3, 4, 10.0, None), (4, 1, 20.0, "204 (tờ 6)")]
     assert plan["area"] == 200.0
+    with engine.begin() as conn:  # a later split of a neighbour does not change the issued certificate's extract
+        register.split_parcel(conn, "officer", made[202], LineString([(E0 + 15, N0 - 1), (E0 + 15, N0 + 21)]))
+        again = gcn.certificate_extract(conn, cert["id"])
+        assert [e["neighbour"] for e in again["plans"][0]["edges"]] == ["203", "202", None, "204 (tờ 6)"]
+        now = gcn.parcel_plan(conn, made[201])
+        assert now["edges"][1]["neighbour"] == "204"  # the west half of 202, numbered on sheet 5
     html = gcn.render_extract_html(extract)
     for needle in ("<svg", "DA 123456", "1190020.000", "600010.000", "Nguyễn Văn An", "50.00 %", "Nhà 3 tầng",
                    "204 (tờ 6)", "Lâu dài", 'class="vertex">4<'):
