@@ -486,11 +486,35 @@ def overall(results: list[dict]) -> str:
 
 
 def check_building(conn: Connection, parcel_id: int, proposal: Proposal, *, on: date | None = None,
-                   raster_root: Path | None = None) -> dict:
-    """The compliance report of ``proposal`` on parcel version ``parcel_id`` under the rules in force on ``on``."""
+                   raster_root: Path | None = None, with_history: bool = False) -> dict:
+    """The compliance report of ``proposal`` on parcel version ``parcel_id`` under the rules in force on ``on``.
+
+    ``with_history`` adds the parcel's history (versions of its number and ancestry), so one request
+    gives an officer the parcel, its history and the rule-by-rule report.
+    """
     on = on or date.today()
     ctx = gather(conn, parcel_id, proposal, on=on, raster_root=raster_root)
     results = evaluate(ctx, proposal)
+    report = _report(ctx, proposal, results, on)
+    if with_history:
+        report["parcel"]["history"] = parcel_history_summary(conn, ctx.parcel)
+    return report
+
+
+def parcel_history_summary(conn: Connection, parcel: dict) -> dict:
+    from licensing.register import lineage, parcel_versions
+
+    versions = parcel_versions(conn, parcel["ward_code"], parcel["sheet_no"], parcel["parcel_no"])
+    return {
+        "versions": [{"id": v["id"], "land_use": v["land_use"], "area": round(v["geom"].area, 2),
+                      "begin_lifespan": v["begin_lifespan"].isoformat(),
+                      "end_lifespan": v["end_lifespan"].isoformat() if v["end_lifespan"] else None}
+                     for v in versions],
+        "ancestry": lineage(conn, parcel["id"])["edges"],
+    }
+
+
+def _report(ctx: Context, proposal: Proposal, results: list[dict], on: date) -> dict:
     parcel = ctx.parcel
     zone = ctx.zone
     return {

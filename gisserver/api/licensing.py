@@ -15,7 +15,7 @@ from gisserver.api import services
 from gisserver.crs import CITY_EPSG, CITY_SRID
 from gisserver.errors import InvalidInput, InvalidParameter
 from gisserver.openapi import declare, json_response, problem, query
-from gisserver.params import parse_bbox, parse_choice, parse_datetime, parse_int
+from gisserver.params import parse_bbox, parse_bool, parse_choice, parse_datetime, parse_int
 from gisserver.web_auth import principal, require_roles
 from licensing import check, corridors, dossiers, register, report, rules
 from licensing.dossiers import Actor
@@ -314,7 +314,9 @@ def generate_corridors():
          description="Every rule with pass/fail/not_evaluated, measured value, limit, legal basis and the "
                      "geometry at fault; as JSON, a printable HTML page with a map extract, or PDF.",
          parameters=[query("format", {"type": "string", "enum": ["json", "html", "pdf"], "default": "json"}),
-                     query("on", {"type": "string", "format": "date"}, "rules in force on this date")],
+                     query("on", {"type": "string", "format": "date"}, "rules in force on this date"),
+                     query("history", {"type": "boolean", "default": False},
+                           "add the parcel's versions and ancestry to the report")],
          request_body=CHECK_BODY,
          responses={"200": {"description": "The report", "content": {
              "application/json": {"schema": {"type": "object"}}, "text/html": {"schema": {"type": "string"}},
@@ -326,10 +328,12 @@ def run_check():
     """Compliance check of a proposed building on a parcel: JSON, printable HTML or PDF report."""
     fmt = parse_choice("format", request.args.get("format"), ("json", "html", "pdf"), default="json")
     on = _date("on", request.args.get("on"))
+    with_history = parse_bool("history", request.args.get("history"), default=False)
     parcel_id, proposal = check.proposal_from_json(_body())
     settings = services().settings
     with services().engine.connect() as conn:
-        result = check.check_building(conn, parcel_id, proposal, on=on, raster_root=settings.raster_dir)
+        result = check.check_building(conn, parcel_id, proposal, on=on, raster_root=settings.raster_dir,
+                                      with_history=with_history)
     if fmt == "html":
         return Response(report.render_html(result), mimetype="text/html")
     if fmt == "pdf":

@@ -200,3 +200,19 @@ def _register_dtm(conn, folder, value: float, *, kind: str = "dtm", name: str = 
         name=name, kind=kind, path=path.name, resolution=1.0, srid=909210, width=size, height=size,
         footprint=to_db(box(x0, y0 - size, x0 + size, y0), multi=False),
     ))
+
+
+def test_report_with_parcel_history_and_printable_page(lic_db, site):
+    from licensing import report
+
+    with lic_db.begin() as conn:
+        v2 = register.change_attributes(conn, "officer1", site, {"address": "7 Đường số 7"})["created"][0]["id"]
+    proposal = check.Proposal(footprint=rect(0, -4, 10, 12), floors=4, height=15.0, floor_elevation=2.2)
+    with lic_db.connect() as conn:
+        result = check.check_building(conn, v2, proposal, with_history=True)
+    history = result["parcel"]["history"]
+    assert [v["id"] for v in history["versions"]] == [site, v2]
+    assert [(e["parent_id"], e["operation"]) for e in history["ancestry"]] == [(site, "attributes")]
+    page = report.render_html(result)
+    assert "Parcel history" in page and "<svg" in page and "attributes of version" in page
+    assert report.render_pdf(result).startswith(b"%PDF")
