@@ -83,7 +83,7 @@ class PageWatch:
 @pytest.fixture
 def page(browser, live_server):
     """A fresh browser context (Vietnamese locale) on the live server; fails on console errors."""
-    context = browser.new_context(base_url=live_server, locale="vi-VN", viewport={"width": 1280, "height": 800},
+    context = browser.new_context(base_url=live_server, locale="vi-VN", viewport={"width": 1200, "height": 760},
                                   timezone_id="Asia/Ho_Chi_Minh")
     pg = context.new_page()
     pg.set_default_timeout(20_000)

@@ -9,13 +9,14 @@ from tests.web.conftest import map_pixel, parcel_of, screenshot, to_lonlat, wait
 PARCEL = ("27430", 1, 101)  # ward (Phường 4), map sheet, parcel number of a demo parcel
 
 
-def test_page_loads_in_vietnamese_with_map_tiles(page, demo):
+def test_page_loads_in_vietnamese_with_map_tiles_and_switches_language(page, demo):
     page.goto("/")
     wait_map_idle(page)
     assert page.locator("html").get_attribute("lang") == "vi"
     assert page.locator("h1").inner_text() == "Hệ thống GIS quản lý đô thị TP. Hồ Chí Minh"
     assert page.locator("[data-tab=layers]").inner_text() == "Lớp bản đồ"
     assert page.locator("#login-open").inner_text() == "Đăng nhập"
+    assert page.locator(".maplibregl-ctrl-zoom-in").get_attribute("title") == "Phóng to"
     names = page.locator(".layer-list .layer-name").all_inner_texts()
     assert {"Thửa đất", "Công trình xây dựng", "Đường giao thông", "Quy hoạch phân khu"} <= set(names)
     # public visitors see no internal layers (drainage, power lines are internal)
@@ -34,15 +35,13 @@ def test_page_loads_in_vietnamese_with_map_tiles(page, demo):
     rendered = page.evaluate("window.gisApp.map.queryRenderedFeatures({layers: ['parcels-fill']}).length")
     assert rendered > 100
 
-
-def test_language_switch(page, demo):
-    page.goto("/")
-    wait_map_idle(page)
+    # the English switch, remembered for the next visit, and back
     page.click("#lang-switch")
     assert page.locator("html").get_attribute("lang") == "en"
     assert page.locator("h1").inner_text() == "Ho Chi Minh City urban-management GIS"
     assert page.locator("[data-tab=layers]").inner_text() == "Layers"
     assert page.locator("label[for=layer-parcels] .layer-name").inner_text() == "Cadastral parcels"
+    assert page.locator(".maplibregl-ctrl-zoom-in").get_attribute("title") == "Zoom in"
     screenshot(page, "02-map-en")
     assert page.evaluate("window.localStorage.getItem('gisserver.lang')") == "en"  # remembered
     page.click("#lang-switch")

@@ -11,7 +11,7 @@ import { lang, onLangChange, setLang, t, translate } from "./i18n.js";
 import {
   LAYER_ORDER, addBuildingExtrusion, addRasterLayer, addStyledLayer, layerLabel, legendSwatch, rasterProducts, readableLayers,
 } from "./layers.js";
-import { addOverlays, createMap, parcelTooltip, trackCursor } from "./mapview.js";
+import { addOverlays, createMap, parcelTooltip, relabelControls, trackCursor } from "./mapview.js";
 import { PermitTool } from "./permit.js";
 import { ParcelSearch } from "./search.js";
 
@@ -244,6 +244,7 @@ class App {
   }
 
   relabel() {
+    if (this.map) relabelControls(this.map.getContainer());
     if (this.card?.current) this.card.show(this.card.current);
     this.flood?.refresh();
   }

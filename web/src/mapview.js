@@ -20,13 +20,35 @@ export function createMap(container) {
     zoom: 15.5,
     maxPitch: 70,
     hash: "map", // the view is in the URL (#map=zoom/lat/lon/bearing/pitch): links and reloads keep it
-    attributionControl: { compact: true, customAttribution: "© Sở TN&MT TP.HCM (dữ liệu demo)" },
-    locale: {},
+    attributionControl: { compact: true }, // attributions come from the layers' TileJSON
+    locale: controlLocale(),
   });
   map.addControl(new maplibregl.NavigationControl({ visualizePitch: true }), "top-right");
   map.addControl(new maplibregl.ScaleControl({ maxWidth: 140, unit: "metric" }), "bottom-right");
   map.addControl(new ViewModeControl(), "top-right");
   return map;
+}
+
+/** MapLibre's own control labels, from the i18n catalogue. */
+const CONTROL_KEYS = {
+  "NavigationControl.ZoomIn": ["maplibre.zoomIn", ".maplibregl-ctrl-zoom-in"],
+  "NavigationControl.ZoomOut": ["maplibre.zoomOut", ".maplibregl-ctrl-zoom-out"],
+  "NavigationControl.ResetBearing": ["maplibre.resetBearing", ".maplibregl-ctrl-compass"],
+  "AttributionControl.ToggleAttribution": ["maplibre.attribution", ".maplibregl-ctrl-attrib-button"],
+};
+
+function controlLocale() {
+  return Object.fromEntries(Object.entries(CONTROL_KEYS).map(([k, [key]]) => [k, t(key)]));
+}
+
+/** Re-label the map controls after a language change. */
+export function relabelControls(container) {
+  for (const [key, selector] of Object.values(CONTROL_KEYS)) {
+    for (const node of container.querySelectorAll(selector)) {
+      node.title = t(key);
+      node.setAttribute("aria-label", t(key));
+    }
+  }
 }
 
 export function trackCursor(map, cityEl, wgsEl) {
