@@ -108,10 +108,11 @@ def _land(conn: Connection, parcel_ids, geom):
 def _conflicts(conn: Connection, geom, term_start: date, term_end: date | None) -> None:
     g = to_db(geom)
     ix = func.ST_Intersection(A.c.geom, g)
+    # terms are inclusive: a lease "until 31/01/2076" is in force on that day
     in_force = and_(
         A.c.status == "active",
-        or_(A.c.term_end.is_(None), A.c.term_end > term_start),
-        literal(True) if term_end is None else A.c.term_start < term_end,
+        or_(A.c.term_end.is_(None), A.c.term_end >= term_start),
+        literal(True) if term_end is None else A.c.term_start <= term_end,
     )
     rows = conn.execute(
         select(A.c.id, A.c.decision_no, A.c.kind, A.c.term_start, A.c.term_end, func.ST_Area(ix).label("overlap"),

@@ -91,6 +91,9 @@ def test_overlapping_lease_is_refused_with_the_conflicting_decision(land):
         assert terms == {"2026-02-01", "2076-02-01"}
         with pytest.raises(Conflict):
             _lease(conn, other, decision_no="QĐ 204/QĐ-UBND", parcel_ids=[ids[2]])
+        with pytest.raises(RuleViolation, match="QĐ 204"):  # the last day of a term is in the term
+            _lease(conn, company, decision_no="QĐ 205/QĐ-UBND", geom=rect(0, 0, 20, 30),
+                   term_start="2096-01-31", term_end="2100-01-31")
 
 
 def test_expiring_and_expired_leases(land):
