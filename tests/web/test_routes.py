@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import re
+import unicodedata
+
 from gisserver.api.webapp import APP_DIR
+from gisserver.config import PROJECT_ROOT
 
 
 def fetch(client, path):
@@ -46,3 +51,17 @@ def test_asset_paths_cannot_leave_the_bundle(client):
 def test_pages_are_in_the_openapi_document(client):
     paths = client.get("/openapi").get_json()["paths"]
     assert {"/", "/tra-cuu", "/app/{filename}"} <= set(paths)
+
+
+def test_vietnamese_and_english_catalogues_match():
+    folder = PROJECT_ROOT / "web" / "src" / "i18n"
+    vi = json.loads((folder / "vi.json").read_text(encoding="utf-8"))
+    en = json.loads((folder / "en.json").read_text(encoding="utf-8"))
+    assert set(vi) == set(en)
+    for key in vi:
+        assert vi[key].strip() and en[key].strip(), key
+        # the same {placeholders} in both languages
+        assert set(re.findall(r"\{(\w+)\}", vi[key])) == set(re.findall(r"\{(\w+)\}", en[key])), key
+    # Vietnamese text is written with its diacritics (precomposed, as typed on a Vietnamese keyboard)
+    assert all(unicodedata.is_normalized("NFC", v) for v in vi.values())
+    assert vi["landuse.ODT"] == "Đất ở tại đô thị" and vi["tab.layers"] == "Lớp bản đồ"
