@@ -9,6 +9,7 @@ GeoJSON in the city CRS (EPSG:9210) unless the body names another ``crs``.
 
 from __future__ import annotations
 
+import json
 from datetime import date
 
 from flask import Blueprint, Response, jsonify, request
@@ -16,7 +17,7 @@ from shapely.geometry import Point
 
 from gisserver import audit
 from gisserver.api import services
-from gisserver.crs import CITY_SRID, resolve_srid
+from gisserver.crs import CITY_EPSG, CITY_SRID, resolve_srid
 from gisserver.errors import InvalidInput, InvalidParameter, NotFound, UnknownCRS
 from gisserver.params import parse_bool, parse_choice, parse_float, parse_int
 from gisserver.web_auth import principal, require_roles
@@ -165,8 +166,16 @@ def get_street(street_id):
 def list_numbers(street_id):
     """The house numbers of a street (active, or all with include_retired)."""
     include_retired = parse_bool("include_retired", request.args.get("include_retired"), default=False)
+    fmt = parse_choice("f", request.args.get("f"), ("json", "geojson"), default="json")
     with services().engine.connect() as conn:
-        return jsonify(numbers=house_numbers.list_numbers(conn, street_id, include_retired=include_retired))
+        numbers = house_numbers.list_numbers(conn, street_id, include_retired=include_retired)
+    if fmt == "json":
+        return jsonify(numbers=numbers)
+    # access points as a FeatureCollection in the city CRS, for a map layer of addresses
+    features = [{"type": "Feature", "id": n["id"], "geometry": n["access_point"],
+                 "properties": {k: v for k, v in n.items() if k != "access_point"}} for n in numbers]
+    return Response(json.dumps({"type": "FeatureCollection", "crs_epsg": CITY_EPSG, "features": features},
+                               ensure_ascii=False), mimetype="application/geo+json")
 
 
 @bp.post(f"/streets/<{ID}:street_id>/numbering")

@@ -58,6 +58,10 @@ def test_house_numbering_endpoints(client, records_db, users):
     assert sorted(n["label"] for n in resp.get_json()["assigned"]) == ["12", "14", "3", "4"]
     numbers = client.get(f"/api/records/streets/{sid}/numbers", headers=auth(users["planner"])).get_json()["numbers"]
     n14 = next(n for n in numbers if n["label"] == "14")
+    fc = client.get(f"/api/records/streets/{sid}/numbers?f=geojson", headers=auth(users["planner"]))
+    assert fc.mimetype == "application/geo+json"
+    assert {f["properties"]["label"] for f in fc.get_json()["features"]} == {"3", "4", "12", "14"}
+    assert fc.get_json()["features"][0]["geometry"]["type"] == "Point"
     kiosk = client.post(f"/api/records/streets/{sid}/numbers",
                         json={"access_point": {"type": "Point", "coordinates": [E0 + 24, N0 - 2]}},
                         headers=auth(users["officer"]))
