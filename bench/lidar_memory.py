@@ -1,0 +1,109 @@
+"""Peak memory of the streaming LiDAR path on a large LAS file.
+
+    .venv/bin/python bench/lidar_memory.py [--replicate 9] [--tile-size 250]
+
+Writes the AHN3 Delft crop replicated n x n (n=9: 17 M points, ~470 MB; n=25: 130 M points,
+~3.6 GB) into a temporary LAS, then in a fresh child process each: (1) ``summarize`` (one chunked
+pass), (2) the tiled pipeline run sequentially in-process (retile + every tile + mosaic + COGs,
+no Dask). Prints file size, points, wall time and the child's peak RSS: memory must stay bounded
+by the chunk and tile sizes, not by the file size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import laspy
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+AHN3 = ROOT.parent / "shared" / "data" / "lidar" / "ahn3_delft_urban.laz"
+CRS = "EPSG:28992"
+
+
+def write_replicated(path: Path, n: int) -> int:
+    """Append n x n translated copies of the crop to a LAS file, one copy at a time."""
+    las = laspy.read(AHN3)
+    w = float(las.header.maxs[0] - las.header.mins[0]) + 1.0
+    h = float(las.header.maxs[1] - las.header.mins[1]) + 1.0
+    header = laspy.LasHeader(point_format=1, version="1.2")
+    header.scales = las.header.scales
+    header.offsets = las.header.offsets
+    total = 0
+    with laspy.open(path, mode="w", header=header) as writer:
+        for i in range(n):
+            for j in range(n):
+                rec = laspy.ScaleAwarePointRecord.zeros(len(las.points), header=header)
+                rec.x = np.asarray(las.x) + i * w
+                rec.y = np.asarray(las.y) + j * h
+                rec.z = np.asarray(las.z)
+                for name in ("intensity", "return_number", "number_of_returns", "classification"):
+                    rec[name] = np.asarray(getattr(las, name))
+                writer.write_points(rec)
+                total += len(rec)
+    return total
+
+
+def _summarize(path, queue):
+    from lidar.io import summarize
+
+    t = time.perf_counter()
+    s = summarize(path, crs=CRS)
+    queue.put((s.point_count, time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
+
+
+def _tiled(path, outdir, tile_size, queue):
+    from lidar.grid import GridSpec
+    from lidar.ground import SMRFParams
+    from lidar.tiling import Source, TiledRun, TileScheme, mosaic, process_tile, retile, write_products
+
+    t = time.perf_counter()
+    params = SMRFParams()
+    scheme = TileScheme(tile_size, params.buffer)
+    work = Path(outdir) / ".tiles"
+    files, bounds, srid, info = retile([Source(str(path), CRS)], scheme, work, target_srid=None)
+    results = [process_tile(str(f), key, scheme, params, 1.0, str(work)) for key, f in sorted(files.items())]
+    grid = GridSpec.covering(bounds, 1.0)
+    run = TiledRun(grid, srid, mosaic(results, grid), results, info, None)
+    write_products(run, Path(outdir))
+    points = sum(r.points for r in results)
+    queue.put((points, time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
+
+
+def _child(target, *args):
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=target, args=(*args, queue))
+    proc.start()
+    result = queue.get()
+    proc.join()
+    return result
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--replicate", type=int, default=9)
+    ap.add_argument("--tile-size", type=float, default=250.0)
+    args = ap.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "big.las"
+        n = write_replicated(path, args.replicate)
+        size_mb = path.stat().st_size / 1e6
+        print(f"{path.name}: {n:,} points, {size_mb:,.0f} MB")
+        pts, secs, rss = _child(_summarize, str(path))
+        print(f"summarize (chunked pass): {pts:,} points in {secs:.1f} s, peak RSS {rss / 1024:,.0f} MB")
+        pts, secs, rss = _child(_tiled, str(path), tmp, args.tile_size)
+        print(f"tiled pipeline, {args.tile_size:.0f} m tiles, sequential: {pts:,} points in {secs:.1f} s "
+              f"({pts / secs:,.0f} pts/s wall), peak RSS {rss / 1024:,.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
