@@ -51,3 +51,43 @@ def write_cog(path, array: np.ndarray, grid: GridSpec, crs, *, nodata: float | N
             ds.update_tags(**tags)
     os.replace(tmp, path)
     return path
+
+
+def write_vrt(path, parts: list[tuple[Path, GridSpec]], grid: GridSpec, crs, *, dtype: str = "Float32",
+              nodata: float | None = NODATA, description: str | None = None) -> Path:
+    """A GDAL VRT mosaic of tile COGs (same lattice as ``grid``), written atomically.
+
+    City-scale outputs stay as one COG per tile; the VRT is the single raster clients open.
+    """
+    from xml.sax.saxutils import escape
+
+    path = Path(path)
+    wkt = escape(_rasterio_crs(crs).to_wkt())
+    t = grid.transform
+    lines = [
+        f'<VRTDataset rasterXSize="{grid.width}" rasterYSize="{grid.height}">',
+        f"  <SRS>{wkt}</SRS>",
+        f"  <GeoTransform>{t.c!r}, {t.a!r}, 0.0, {t.f!r}, 0.0, {t.e!r}</GeoTransform>",
+        f'  <VRTRasterBand dataType="{dtype}" band="1">',
+    ]
+    if description:
+        lines.append(f"    <Description>{escape(description)}</Description>")
+    if nodata is not None:
+        lines.append(f"    <NoDataValue>{nodata!r}</NoDataValue>")
+    for tile_path, tile_grid in parts:
+        rows, cols = grid.window_of(tile_grid)
+        rel = escape(str(Path(tile_path).resolve().relative_to(path.parent.resolve())))
+        lines += [
+            "    <SimpleSource>",
+            f'      <SourceFilename relativeToVRT="1">{rel}</SourceFilename>',
+            "      <SourceBand>1</SourceBand>",
+            f'      <SrcRect xOff="0" yOff="0" xSize="{tile_grid.width}" ySize="{tile_grid.height}" />',
+            f'      <DstRect xOff="{cols.start}" yOff="{rows.start}" xSize="{tile_grid.width}" '
+            f'ySize="{tile_grid.height}" />',
+            "    </SimpleSource>",
+        ]
+    lines += ["  </VRTRasterBand>", "</VRTDataset>", ""]
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text("\n".join(lines))
+    os.replace(tmp, path)
+    return path

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from gisserver.errors import GISError, InvalidInput
-from lidar.cog import NODATA, write_cog
+from lidar.cog import NODATA, write_cog, write_vrt
 from lidar.dtm import SurfaceModels, build_surfaces, hillshade
 from lidar.grid import GridSpec
 from lidar.ground import SMRFParams, classify_ground
@@ -144,14 +144,17 @@ class TileResult:
     ground: int
     classes: dict[int, int]
     surfaces: str | None  # .npz with the core's dtm, dsm and grid (None: no core points)
+    files: dict[str, str] = field(default_factory=dict)  # per-tile COGs when written
 
 
 def process_tile(spill: str, key: tuple[int, int], scheme: TileScheme, params: SMRFParams,
-                 resolution: float, outdir: str) -> TileResult:
+                 resolution: float, outdir: str, tile_cogs: dict | None = None) -> TileResult:
     """Classify and grid one buffered tile; keep the core.
 
     Grids are clipped to the tile's data extent (same lattice): empty land beyond the data is
-    neither processed nor extrapolated.
+    neither processed nor extrapolated. With ``tile_cogs`` ({"dir", "srid", "vertical_datum"}) the
+    core is also written as DTM/DSM/nDSM/hillshade COGs (hillshade from the buffered DTM, so
+    seamless).
     """
     pts = np.fromfile(spill, dtype=POINT_DTYPE)
     x0, y0, x1, y1 = scheme.core_bounds(key)
@@ -166,20 +169,37 @@ def process_tile(spill: str, key: tuple[int, int], scheme: TileScheme, params: S
     cls = classify_ground(pts["x"], pts["y"], pts["z"], pts["rn"], pts["nr"], params=params,
                           grid=smrf_grid).classification
     # triangles larger than the buffer allows could not be rebuilt identically by every tile
-    surfaces = build_surfaces(pts["x"], pts["y"], pts["z"], cls, pts["rn"], grid,
-                              max_circumradius=scheme.buffer / 2).crop(core)
+    buffered = build_surfaces(pts["x"], pts["y"], pts["z"], cls, pts["rn"], grid, max_circumradius=scheme.buffer / 2)
+    surfaces = buffered.crop(core)
     counts = np.bincount(cls[in_core], minlength=256)
+    files = {}
+    if tile_cogs:
+        rows, cols = grid.window_of(core)
+        shade = hillshade(buffered.dtm, resolution)[rows, cols]
+        files = _write_tile_cogs(Path(tile_cogs["dir"]), key, surfaces, shade, tile_cogs["srid"],
+                                 tile_cogs.get("vertical_datum"))
     np.savez(out, dtm=surfaces.dtm, dsm=surfaces.dsm, support=surfaces.support,
              grid=np.array([core.x0, core.y1, core.width, core.height]))
     return TileResult(key, int(in_core.sum()), int(counts[2]),
-                      {int(c): int(n) for c, n in enumerate(counts) if n}, str(out))
+                      {int(c): int(n) for c, n in enumerate(counts) if n}, str(out), files)
+
+
+def _write_tile_cogs(folder: Path, key, s: SurfaceModels, shade, srid, vd) -> dict[str, str]:
+    name = f"{key[0]}_{key[1]}"
+    return {
+        "dtm": str(write_cog(folder / f"dtm_{name}.tif", s.dtm, s.grid, srid, description="DTM", vertical_datum=vd)),
+        "dsm": str(write_cog(folder / f"dsm_{name}.tif", s.dsm, s.grid, srid, description="DSM", vertical_datum=vd)),
+        "ndsm": str(write_cog(folder / f"ndsm_{name}.tif", s.ndsm, s.grid, srid, description="nDSM")),
+        "hillshade": str(write_cog(folder / f"hillshade_{name}.tif", shade, s.grid, srid, nodata=None,
+                                   description="DTM hillshade")),
+    }
 
 
 @dataclass
 class TiledRun:
     grid: GridSpec
     srid: int
-    surfaces: SurfaceModels
+    surfaces: SurfaceModels | None  # None when the run kept per-tile COGs (mosaic=False)
     tiles: list[TileResult]
     sources: list[dict]
     vertical_datum: str | None
@@ -205,7 +225,7 @@ def _client(scheduler: str | None, n_workers: int | None, processes: bool):
 
 
 def _run_tasks(files, scheme, params, resolution, outdir, *, scheduler, n_workers, processes, retries,
-               progress):
+               progress, tile_cogs=None):
     from distributed import as_completed
 
     client, cluster = _client(scheduler, n_workers, processes)
@@ -213,7 +233,7 @@ def _run_tasks(files, scheme, params, resolution, outdir, *, scheduler, n_worker
     results, failures = [], []
     try:
         futures = {
-            client.submit(process_tile, str(path), key, scheme, params, resolution, str(outdir),
+            client.submit(process_tile, str(path), key, scheme, params, resolution, str(outdir), tile_cogs,
                           retries=retries, key=f"lidar-tile-{key[0]}-{key[1]}-{run_id}"): key
             for key, path in sorted(files.items())
         }
@@ -261,9 +281,13 @@ def mosaic(results: list[TileResult], grid: GridSpec) -> SurfaceModels:
 def run_tiled(sources: list[Source], outdir, *, tile_size: float = 500.0, resolution: float = 1.0,
               params: SMRFParams | None = None, target_srid: int | None = None, scheduler: str | None = None,
               n_workers: int | None = None, processes: bool = True, retries: int = 2,
-              chunk_size: int = DEFAULT_CHUNK_SIZE, write_rasters: bool = True,
+              chunk_size: int = DEFAULT_CHUNK_SIZE, write_rasters: bool = True, mosaic_in_memory: bool = True,
               progress: Callable[[float, str], None] | None = None) -> TiledRun:
-    """Ground, DTM, DSM, nDSM and hillshade for a set of files, tile by tile, in parallel."""
+    """Ground, DTM, DSM, nDSM and hillshade for a set of files, tile by tile, in parallel.
+
+    ``mosaic_in_memory=False`` (city scale): every tile writes its own COGs under ``outdir/tiles``
+    and the products are VRT mosaics of them; no grid of the whole area is ever held in memory.
+    """
     params = params or SMRFParams()
     outdir = Path(outdir)
     scheme = TileScheme(tile_size, params.buffer)
@@ -279,23 +303,45 @@ def run_tiled(sources: list[Source], outdir, *, tile_size: float = 500.0, resolu
 
     files, bounds, srid, info = retile(sources, scheme, work, target_srid=target_srid, chunk_size=chunk_size,
                                        progress=report("retile", 0.0, 0.3))
+    vdatum = next((s["vertical_datum"] for s in info if s["vertical_datum"]), None)
+    tile_cogs = None if mosaic_in_memory else {"dir": str(outdir / "tiles"), "srid": srid, "vertical_datum": vdatum}
     try:
         results = _run_tasks(files, scheme, params, resolution, work, scheduler=scheduler, n_workers=n_workers,
-                             processes=processes, retries=retries, progress=report("tiles", 0.3, 0.9))
+                             processes=processes, retries=retries, progress=report("tiles", 0.3, 0.9),
+                             tile_cogs=tile_cogs)
     except TileFailed as exc:
         exc.details["srid"] = srid
         shutil.rmtree(work, ignore_errors=True)
         raise
     grid = GridSpec.covering(bounds, resolution)
-    surfaces = mosaic(results, grid)
-    vdatum = next((s["vertical_datum"] for s in info if s["vertical_datum"]), None)
-    run = TiledRun(grid, srid, surfaces, results, info, vdatum)
-    if write_rasters:
-        run.outputs = write_products(run, outdir)
+    if mosaic_in_memory:
+        run = TiledRun(grid, srid, mosaic(results, grid), results, info, vdatum)
+        if write_rasters:
+            run.outputs = write_products(run, outdir)
+    else:
+        run = TiledRun(grid, srid, None, results, info, vdatum)
+        run.outputs = write_vrts(run, outdir)
     shutil.rmtree(work)
     if progress:
         progress(1.0, "done")
     return run
+
+
+def write_vrts(run: TiledRun, outdir: Path) -> dict[str, Path]:
+    """One VRT per product over the tiles' COGs."""
+    outputs = {}
+    for kind, description in (("dtm", "DTM"), ("dsm", "DSM"), ("ndsm", "nDSM"), ("hillshade", "DTM hillshade")):
+        parts = []
+        for t in run.tiles:
+            if kind in t.files:
+                with np.load(t.surfaces) as data:
+                    gx0, gy1, w, h = data["grid"]
+                parts.append((Path(t.files[kind]), GridSpec(float(gx0), float(gy1), run.grid.cell, int(w), int(h))))
+        is_shade = kind == "hillshade"
+        outputs[kind] = write_vrt(outdir / f"{kind}.vrt", parts, run.grid, run.srid,
+                                  dtype="Byte" if is_shade else "Float32", nodata=None if is_shade else NODATA,
+                                  description=description)
+    return outputs
 
 
 def write_products(run: TiledRun, outdir: Path) -> dict[str, Path]:
