@@ -15,11 +15,13 @@ from __future__ import annotations
 import json
 import threading
 import weakref
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from functools import lru_cache
 
+import psycopg2
 from sqlalchemy import (
     Boolean,
     Date,
@@ -45,7 +47,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from gisserver import schema
 from gisserver.crs import CITY_SRID, crs_uri, is_crs84, pyproj_crs, resolve_srid
-from gisserver.errors import InvalidGeometry, InvalidParameter, NotFound
+from gisserver.errors import InvalidGeometry, InvalidInput, InvalidParameter, NotFound
 from gisserver.security import Principal, can_read
 from layers import cql
 from layers.catalogue import LayerInfo, get_layer, layer_table, list_layers, property_columns
@@ -326,6 +328,27 @@ def output_geometry(source_geom, storage_srid: int, out: CRSRef):
                              type_=Text())
 
 
+# --- database errors caused by the input ----------------------------------------------------------
+
+@contextmanager
+def input_errors():
+    """Turn database errors that the request's values caused into 400s (never a 500).
+
+    Data exceptions (SQLSTATE class 22: division by zero, numbers out of range ...) and PostGIS
+    failing to transform coordinates outside a CRS's domain are the caller's input, not a bug.
+    """
+    try:
+        yield
+    except (DBAPIError, psycopg2.Error) as exc:
+        orig = getattr(exc, "orig", exc)
+        text_ = (str(orig).strip().splitlines() or [""])[0]
+        if isinstance(orig, psycopg2.DataError):
+            raise InvalidInput(f"the query cannot be evaluated with these values: {text_}") from None
+        if isinstance(orig, psycopg2.InternalError) and text_.startswith("transform:"):
+            raise InvalidInput(f"coordinates outside the area of their CRS ({text_})") from None
+        raise
+
+
 # --- searches ------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -435,7 +458,8 @@ def search_features(conn: Connection, source: LayerSource, search: Search) -> Fe
     """Features of a layer matching ``search``, one page, with the total count."""
     clauses = where_clauses(source, search)
     where = and_(true(), *clauses)
-    matched = conn.execute(select(func.count()).select_from(source.table).where(where)).scalar_one()
+    with input_errors():
+        matched = conn.execute(select(func.count()).select_from(source.table).where(where)).scalar_one()
     stmt = _feature_select(source, search.out).where(where)
     if search.near is not None:
         near = point_expr(search.near, source.srid)
@@ -444,7 +468,8 @@ def search_features(conn: Connection, source: LayerSource, search: Search) -> Fe
     else:
         stmt = stmt.order_by(source.id_column)
     stmt = stmt.limit(search.limit).offset(search.offset)
-    features = [feature_from_row(source, row) for row in conn.execute(stmt).mappings()]
+    with input_errors():
+        features = [feature_from_row(source, row) for row in conn.execute(stmt).mappings()]
     return FeaturePage(features, matched, len(features), search.limit, search.offset, search.out)
 
 
@@ -461,7 +486,8 @@ def nearest(conn: Connection, source: LayerSource, point: Point, k: int = 5,
         .order_by(source.geom.op("<->")(near))
         .limit(k)
     )
-    return [feature_from_row(source, row) for row in conn.execute(stmt).mappings()]
+    with input_errors():
+        return [feature_from_row(source, row) for row in conn.execute(stmt).mappings()]
 
 
 def get_feature(conn: Connection, source: LayerSource, fid: str, out: CRSRef = CRS84) -> dict:
@@ -592,6 +618,11 @@ def identify(engine: Engine, layers: list[str], point: Point, principal: Princip
     x, y = point.xy()
     params = {"x": x, "y": y, "srid": point.crs.srid, "tolerance": tolerance, "limit": limit}
     lean = lean_engine(engine)
+    with input_errors():
+        return _identify_with_retry(lean, layers, params, principal, out)
+
+
+def _identify_with_retry(lean: Engine, layers, params, principal, out) -> dict[str, list[dict]]:
     for attempt in (1, 2):
         with lean.connect() as conn:
             try:

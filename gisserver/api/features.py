@@ -54,6 +54,7 @@ CONFORMANCE = [
 
 #: CRSs every collection offers (Part 2): CRS84 first (the default), then the advertised EPSG codes
 SUPPORTED_CRS = [q.CRS84_URI] + [f"http://www.opengis.net/def/crs/EPSG/0/{code}" for code in ADVERTISED_SRIDS]
+MAX_OFFSET = 2**62
 ITEMS_PARAMETERS = {"f", "bbox", "bbox-crs", "crs", "limit", "offset", "datetime", "filter", "filter-lang",
                     "filter-crs"}
 
@@ -295,7 +296,7 @@ def _items_search(source) -> q.Search:
         properties=tuple(props),
         at=parse_datetime_param(args.get("datetime")),
         limit=parse_limit(args.get("limit")),
-        offset=parse_int("offset", args.get("offset"), default=0, minimum=0),
+        offset=parse_int("offset", args.get("offset"), default=0, minimum=0, maximum=MAX_OFFSET),
         out=out,
     )
 

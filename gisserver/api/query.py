@@ -11,6 +11,7 @@ from flask import Blueprint, request
 from gisserver.api import services
 from gisserver.api.features import (
     GEOJSON,
+    MAX_OFFSET,
     connection,
     content_crs,
     feature_collection,
@@ -148,7 +149,8 @@ def within(name: str):
         near=point,
         distance=parse_float("distance", request.args.get("distance"), minimum=0, maximum=q.MAX_DISTANCE),
         filter=_filter(), limit=parse_limit(request.args.get("limit")),
-        offset=parse_int("offset", request.args.get("offset"), default=0, minimum=0), out=_out_crs(),
+        offset=parse_int("offset", request.args.get("offset"), default=0, minimum=0, maximum=MAX_OFFSET),
+        out=_out_crs(),
     )
     with connection() as conn:
         source = q.open_layer(conn, name, principal())
@@ -173,7 +175,8 @@ def intersects(name: str):
     search = q.Search(
         intersects=body, intersects_crs=parse_crs_param("crs", request.args.get("crs")),
         filter=_filter(), limit=parse_limit(request.args.get("limit")),
-        offset=parse_int("offset", request.args.get("offset"), default=0, minimum=0), out=_out_crs(),
+        offset=parse_int("offset", request.args.get("offset"), default=0, minimum=0, maximum=MAX_OFFSET),
+        out=_out_crs(),
     )
     with connection() as conn:
         source = q.open_layer(conn, name, principal())

@@ -164,3 +164,28 @@ def test_intersects_geojson_body(client, sample):
         assert resp.status_code == 400 and resp.content_type == "application/problem+json"
     resp = client.post("/api/layers/parcels/intersects", data="not json", content_type="application/json")
     assert resp.status_code == 400
+
+
+@pytest.mark.parametrize("url", [
+    "/ogc/collections/parcels/items?bbox=1e30,1e30,2e30,2e30&bbox-crs=EPSG:3405",
+    "/ogc/collections/parcels/items?bbox=-1e30,-1e30,1e30,1e30&bbox-crs=EPSG:3857",
+    "/ogc/collections/parcels/items?bbox=-180,-90,180,90&crs=EPSG:3857",
+    "/api/identify?x=1e300&y=1e300&crs=EPSG:3405",
+    "/api/identify?x=1e20&y=5&crs=EPSG:3857",
+    "/api/layers/parcels/nearest?x=1e300&y=1e300&crs=EPSG:3405",
+    "/api/layers/parcels/within?x=1e300&y=1e300&crs=EPSG:3405&distance=5",
+    "/ogc/collections/parcels/items?filter=S_INTERSECTS(geometry, POINT(1e300 1e300))&filter-crs=EPSG:3405",
+    "/ogc/collections/parcels/items?filter=S_INTERSECTS(geometry, POLYGON((0 0, 1 1, 0 0)))",
+    "/ogc/collections/parcels/items?filter=area / 0 > 1",
+    "/ogc/collections/parcels/items?filter=parcel_no > 99999999999999999999",
+    "/ogc/collections/parcels/items?filter=S_DWITHIN(geometry, POINT(106 10), 10, meters)",
+    "/ogc/collections/parcels/items?offset=99999999999999999999",
+    "/ogc/collections/parcels/items/99999999999999999999",
+    "/api/parcels/lookup?ward=x&sheet=1&parcel=99999999999",
+])
+def test_absurd_values_are_client_errors(client, sample, url):
+    """Coordinates outside a CRS's domain, division by zero, huge numbers: an answer, never a 500."""
+    resp = client.get(url)
+    assert resp.status_code < 500, resp.get_data(as_text=True)
+    if resp.status_code >= 400:
+        assert resp.content_type == "application/problem+json"
