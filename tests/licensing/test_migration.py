@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import select, text
@@ -38,14 +39,43 @@ def _names(item):
             yield part
 
 
-def test_licensing_migration_round_trip(db_engine):
-    assert _licensing_diff(db_engine) == []
-    migrate.downgrade(db_engine, "0001")
-    with db_engine.connect() as conn:
+@pytest.fixture
+def scratch_engine():
+    """A database of its own: the round trip must not wipe the session database other tests share."""
+    import uuid
+
+    import psycopg2
+
+    from gisserver.db import make_engine
+    from tests.conftest import _server
+
+    _, template = _server()
+    name = f"gisserver_test_lic_{uuid.uuid4().hex[:8]}"
+    admin = psycopg2.connect(template.format(db="postgres"))
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute("SELECT quote_ident(%s)", (name,))
+        ident = cur.fetchone()[0]
+        cur.execute("CREATE DATABASE " + ident + " TEMPLATE template0 ENCODING 'UTF8'")
+    engine = make_engine(template.format(db=name), pool_size=1)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+        with admin.cursor() as cur:
+            cur.execute("DROP DATABASE IF EXISTS " + ident + " WITH (FORCE)")
+        admin.close()
+
+
+def test_licensing_migration_round_trip(scratch_engine):
+    migrate.upgrade(scratch_engine)
+    assert _licensing_diff(scratch_engine) == []
+    migrate.downgrade(scratch_engine, "0001")
+    with scratch_engine.connect() as conn:
         assert conn.execute(text("SELECT to_regclass('public.dossier')")).scalar() is None
         assert conn.execute(text("SELECT to_regclass('public.parcel')")).scalar() is not None
-    migrate.upgrade(db_engine)
-    assert _licensing_diff(db_engine) == []
+    migrate.upgrade(scratch_engine)
+    assert _licensing_diff(scratch_engine) == []
 
 
 def test_transitions_table_equals_code(db_engine):
