@@ -718,5 +718,6 @@ def identify_statement(conn: Connection, name: str, point: Point, *, tolerance: 
 __all__ = [
     "CRS84", "CITY", "CRSRef", "Point", "Box", "LayerSource", "Search", "FeaturePage", "crs_ref",
     "open_layer", "source_for", "queryables", "search_features", "nearest", "get_feature", "parcel_lookup",
-    "identify", "identify_statement",
+    "identify", "identify_statement", "lean_engine", "run_compiled", "input_errors", "readable_layers",
+    "readable_layer",
 ]
