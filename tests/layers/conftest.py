@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import geopandas as gpd
+import numpy as np
 import pytest
 from shapely.geometry import Polygon, box
 
@@ -42,7 +43,7 @@ def parcel_frame(n: int = 6, *, crs: str | None = "EPSG:9210", bowtie_at: int | 
     if crs != "EPSG:9210":
         t = transformer(CITY_SRID, int(crs.split(":")[1]))
         frame = frame.set_geometry(
-            frame.geometry.transform(lambda xy: __import__("numpy").column_stack(t.transform(xy[:, 0], xy[:, 1])))
+            frame.geometry.transform(lambda xy: np.column_stack(t.transform(xy[:, 0], xy[:, 1])))
         ).set_crs(crs, allow_override=True)
     return frame
 
