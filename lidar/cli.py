@@ -73,7 +73,8 @@ def index(paths, crs, vertical_datum):
 @click.option("--native", is_flag=True, help="keep the files' own CRS instead of the city CRS")
 @click.option("--scheduler", default=None, help="Dask scheduler address (default: a LocalCluster)")
 @click.option("--workers", default=None, type=int, help="LocalCluster worker processes")
-def process(paths, outdir, prefix, crs, vertical_datum, tile_size, resolution, native, scheduler, workers):
+@click.option("--per-tile", is_flag=True, help="one COG per tile + VRT mosaics (city-scale runs)")
+def process(paths, outdir, prefix, crs, vertical_datum, tile_size, resolution, native, scheduler, workers, per_tile):
     """Ground, DTM, DSM, nDSM and hillshade COGs, registered in the raster catalogue, as a job."""
     from tqdm import tqdm
 
@@ -86,7 +87,7 @@ def process(paths, outdir, prefix, crs, vertical_datum, tile_size, resolution, n
             job_id = jobs.submit_processing_job(
                 conn, sources=[{"path": p, "crs": crs, "vertical_datum": vertical_datum} for p in paths],
                 prefix=prefix, tile_size=tile_size, resolution=resolution,
-                target_srid=None if native else CITY_SRID, owner="cli")
+                target_srid=None if native else CITY_SRID, owner="cli", per_tile_cogs=per_tile)
         click.echo(f"job {job_id}")
         with tqdm(total=100, unit="%", file=sys.stderr) as bar:
 

@@ -25,10 +25,14 @@ JOB_KIND = "lidar-process"
 
 def submit_processing_job(conn, *, sources: list[dict], prefix: str, tile_size: float = 500.0,
                           resolution: float = 1.0, target_srid: int | None = CITY_SRID,
-                          access_level: str = "public", owner: str | None = None) -> int:
-    """Queue a run; ``sources`` are dicts with ``path`` and optional ``crs`` / ``vertical_datum``."""
+                          access_level: str = "public", owner: str | None = None,
+                          per_tile_cogs: bool = False) -> int:
+    """Queue a run; ``sources`` are dicts with ``path`` and optional ``crs`` / ``vertical_datum``.
+
+    ``per_tile_cogs``: write one COG per tile and register VRT mosaics (city-scale runs).
+    """
     params = {"sources": sources, "prefix": prefix, "tile_size": tile_size, "resolution": resolution,
-              "target_srid": target_srid, "access_level": access_level}
+              "target_srid": target_srid, "access_level": access_level, "per_tile_cogs": per_tile_cogs}
     return int(conn.execute(insert(job).values(kind=JOB_KIND, status="queued", params=params, owner=owner,
                                                message="queued").returning(job.c.id)).scalar_one())
 
@@ -71,7 +75,8 @@ def run_processing_job(engine: Engine, job_id: int, outdir, *, scheduler: str | 
     try:
         run = run_tiled(sources, Path(outdir), tile_size=p["tile_size"], resolution=p["resolution"],
                         target_srid=p["target_srid"], scheduler=scheduler, n_workers=n_workers,
-                        processes=processes, progress=progress)
+                        processes=processes, mosaic_in_memory=not p.get("per_tile_cogs", False),
+                        progress=progress)
     except GISError as exc:
         _fail(engine, job_id, exc, p["tile_size"])
         raise
