@@ -161,3 +161,12 @@ def test_big_replace_rebuilds_indexes_and_rolls_back_cleanly(catalogue, loaded, 
     parcel_frame(9).to_file(good, driver="GPKG")
     report = load_layer(catalogue, good, "parcels", actor="tester", mapping=PARCEL_MAP, index_rebuild_threshold=1)
     assert report.loaded == 9 and _parcel_indexes(catalogue) == indexes
+
+
+def test_replace_with_an_empty_file_empties_the_layer(catalogue, loaded, tmp_path):
+    path = tmp_path / "empty.gpkg"
+    parcel_frame(6).iloc[:0].to_file(path, driver="GPKG")
+    report = load_layer(catalogue, path, "parcels", actor="tester", mapping=PARCEL_MAP)
+    assert (report.read, report.loaded, report.feature_count) == (0, 0, 0)
+    rows, (version, count), audits = _state(catalogue)
+    assert rows == [] and count == 0 and version == loaded[1][0] + 1 and audits == 2
