@@ -21,11 +21,13 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 SRID = 909210
-STATES = "('draft', 'submitted', 'accepted', 'need_info', 'under_review', 'approved', 'rejected', 'issued', 'withdrawn')"
+STATES = ("('draft', 'submitted', 'accepted', 'need_info', 'under_review', 'approved', 'rejected', 'issued', "
+          "'withdrawn')")
 
 
 def _jsonb(name):
-    return sa.Column(name, postgresql.JSONB(astext_type=sa.Text()), server_default=sa.text("'{}'::jsonb"), nullable=False)
+    return sa.Column(name, postgresql.JSONB(astext_type=sa.Text()), server_default=sa.text("'{}'::jsonb"),
+                     nullable=False)
 
 
 def _created_at():
@@ -76,7 +78,8 @@ def upgrade() -> None:
         sa.CheckConstraint(
             "operation IN ('create', 'split', 'merge', 'adjust', 'attributes')", name=op.f("ck_parcel_change_operation")
         ),
-        sa.ForeignKeyConstraint(["source_id"], ["register_source.id"], name=op.f("fk_parcel_change_source_id_register_source")),
+        sa.ForeignKeyConstraint(["source_id"], ["register_source.id"],
+                                name=op.f("fk_parcel_change_source_id_register_source")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_parcel_change")),
     )
     op.create_index("ix_parcel_change_at", "parcel_change", ["at"], unique=False)
@@ -88,7 +91,8 @@ def upgrade() -> None:
         sa.Column("child_id", sa.BigInteger(), nullable=False),
         sa.Column("area_carried", sa.Float(), nullable=False),
         sa.CheckConstraint("parent_id <> child_id", name=op.f("ck_parcel_lineage_not_self")),
-        sa.ForeignKeyConstraint(["change_id"], ["parcel_change.id"], name=op.f("fk_parcel_lineage_change_id_parcel_change")),
+        sa.ForeignKeyConstraint(["change_id"], ["parcel_change.id"],
+                                name=op.f("fk_parcel_lineage_change_id_parcel_change")),
         sa.ForeignKeyConstraint(["parent_id"], ["parcel.id"], name=op.f("fk_parcel_lineage_parent_id_parcel")),
         sa.ForeignKeyConstraint(["child_id"], ["parcel.id"], name=op.f("fk_parcel_lineage_child_id_parcel")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_parcel_lineage")),
@@ -129,7 +133,8 @@ def upgrade() -> None:
         sa.Column("note", sa.Text(), server_default="", nullable=False),
         sa.Column("created_by", sa.Text(), server_default="migration", nullable=False),
         _created_at(),
-        sa.CheckConstraint("effective_to IS NULL OR effective_to > effective_from", name=op.f("ck_rule_table_effective")),
+        sa.CheckConstraint("effective_to IS NULL OR effective_to > effective_from",
+                           name=op.f("ck_rule_table_effective")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_rule_table")),
         sa.UniqueConstraint("rule_id", "version", name=op.f("uq_rule_table_rule_id_version")),
     )
@@ -149,7 +154,8 @@ def upgrade() -> None:
                      from_text="ST_GeomFromEWKT", name="geometry", nullable=False),
             nullable=False,
         ),
-        sa.ForeignKeyConstraint(["rule_table_id"], ["rule_table.id"], name=op.f("fk_protection_corridor_rule_table_id_rule_table")),
+        sa.ForeignKeyConstraint(["rule_table_id"], ["rule_table.id"],
+                                name=op.f("fk_protection_corridor_rule_table_id_rule_table")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_protection_corridor")),
     )
     op.create_geospatial_index(
@@ -157,7 +163,8 @@ def upgrade() -> None:
         postgresql_ops={},
     )
     op.create_index(
-        "ix_protection_corridor_source_table_source_id", "protection_corridor", ["source_table", "source_id"], unique=False
+        "ix_protection_corridor_source_table_source_id", "protection_corridor", ["source_table", "source_id"],
+        unique=False,
     )
     op.create_table(
         "dossier_transition",
