@@ -566,12 +566,13 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 
 @lru_cache(maxsize=1)
-def _env() -> Environment:
+def template_environment() -> Environment:
     return Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(default=True))
 
 
 def render_extract_html(extract: dict) -> str:
-    return _env().get_template("certificate_extract.html").render(c=extract["certificate"], plans=extract["plans"])
+    template = template_environment().get_template("certificate_extract.html")
+    return template.render(c=extract["certificate"], plans=extract["plans"])
 
 
 def render_extract_pdf(extract: dict) -> bytes:

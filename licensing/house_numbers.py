@@ -32,7 +32,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 
 from shapely.geometry import LineString, MultiLineString, Point
 from shapely.ops import linemerge, nearest_points
@@ -535,6 +535,31 @@ def issue_number_certificate(conn: Connection, actor: str, number_id: int, *, do
     audit.record(conn, actor=actor, action="house_number.certificate", target_type="house_number",
                  target_id=number_id, after=out)
     return out
+
+
+def number_certificate(conn: Connection, certificate_id: int) -> dict:
+    """A house-number certificate with the number, street and dossier it was issued for."""
+    row = conn.execute(
+        select(C, H.c.label, H.c.side, H.c.chainage, H.c.status, H.c.building_id, H.c.replaced_by_id,
+               func.ST_X(H.c.geom).label("e"), func.ST_Y(H.c.geom).label("n"), S.c.name.label("street_name"),
+               S.c.ward_code, S.c.odd_side, lt.dossier.c.code.label("dossier_code"))
+        .join(H, H.c.id == C.c.house_number_id).join(S, S.c.id == H.c.street_id)
+        .join(lt.dossier, lt.dossier.c.id == C.c.dossier_id).where(C.c.id == certificate_id)
+    ).mappings().first()
+    if row is None:
+        raise NotFound(f"no house-number certificate {certificate_id}")
+    out = {k: (v.isoformat() if isinstance(v, date | datetime) else v) for k, v in row.items()}
+    out["x"], out["y"] = out.pop("n"), out.pop("e")  # cadastral convention: X = northing, Y = easting
+    out["replaced_by"] = None
+    if row["replaced_by_id"] is not None:
+        out["replaced_by"] = conn.execute(select(H.c.label).where(H.c.id == row["replaced_by_id"])).scalar()
+    return out
+
+
+def render_number_certificate_html(certificate: dict) -> str:
+    from licensing.certificates import template_environment
+
+    return template_environment().get_template("certificate_house_number.html").render(c=certificate)
 
 
 def number_at(conn: Connection, point: Point, *, within: float = 50.0) -> dict | None:

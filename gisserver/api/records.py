@@ -254,6 +254,18 @@ def number_certificate(number_id):
     return jsonify(cert), 201
 
 
+@bp.get(f"/number-certificates/<{ID}:certificate_id>")
+@require_roles(*STAFF)
+def number_certificate_page(certificate_id):
+    """Printable house-number certificate (HTML; f=json for the data)."""
+    fmt = parse_choice("f", request.args.get("f"), ("html", "json"), default="html")
+    with services().engine.connect() as conn:
+        cert = house_numbers.number_certificate(conn, certificate_id)
+    if fmt == "json":
+        return jsonify(cert)
+    return Response(house_numbers.render_number_certificate_html(cert), mimetype="text/html")
+
+
 # --- land allocation and lease ----------------------------------------------------------------------
 
 ALLOCATION_FIELDS = ("decision_no", "decision_date", "kind", "payment", "party_id", "land_use", "purpose",

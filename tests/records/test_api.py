@@ -7,6 +7,7 @@ from shapely.geometry import mapping
 
 from licensing import certificates as gcn
 from licensing import register
+from licensing.dossiers import Actor, create_dossier
 from tests.conftest import auth
 from tests.records.helpers import E0, N0, add_building, line, rect
 from tests.records.test_certificates import approved_dossier
@@ -82,6 +83,16 @@ def test_house_numbering_endpoints(client, records_db, users):
         _problem(client.post(f"/api/records/streets/{sid}/numbering", json=bad, headers=auth(users["officer"])), 400)
     _problem(client.post(f"/api/records/streets/{sid}/numbers", json={"building_id": 2**70},
                          headers=auth(users["officer"])), 400)
+    with records_db.begin() as conn:
+        dossier = create_dossier(conn, Actor("o", "officer"), kind="construction_permit_house")["id"]
+    cert = client.post(f"/api/records/house-numbers/{kiosk.get_json()['id']}/certificates",
+                       json={"dossier_id": dossier}, headers=auth(users["officer"]))
+    assert cert.status_code == 201
+    page = client.get(f"/api/records/number-certificates/{cert.get_json()['id']}", headers=auth(users["planner"]))
+    assert page.mimetype == "text/html" and "Số 12A, Đường số 9" in page.get_data(as_text=True)
+    _problem(client.get("/api/records/number-certificates/999", headers=auth(users["planner"])), 404)
+    _problem(client.post(f"/api/records/house-numbers/{kiosk.get_json()['id']}/certificates",
+                         json={"dossier_id": 999}, headers=auth(users["officer"])), 400)
     found = client.get(f"/api/records/addresses?x={E0 + 22}&y={N0 - 5}", headers=auth(users["officer"]))
     assert found.get_json()["label"] == "12"
     _problem(client.get("/api/records/addresses?x=abc&y=1", headers=auth(users["officer"])), 400)

@@ -161,6 +161,9 @@ def test_number_certificate_with_dossier(street):
         assert hn.get_number(conn, number["id"])["certificates"][0]["certificate_no"] == cert["certificate_no"]
         with pytest.raises(InvalidInput):
             hn.issue_number_certificate(conn, ACTOR, number["id"], dossier_id=999999)
+        page = hn.render_number_certificate_html(hn.number_certificate(conn, cert["id"]))
+        assert f"Số {number['label']}, Đường số 9" in page
+        assert dossier["code"] in page and cert["certificate_no"] in page
 
 
 def test_building_across_the_centreline_is_skipped_not_fatal(street):
