@@ -287,7 +287,7 @@ def _parcel_row(conn: Connection, entry: dict, rights: list[dict]) -> dict:
             raise InvalidInput("term_end must be a date YYYY-MM-DD (or null for long-term)") from None
     origin = entry.get("origin") or (ORIGINS.get((terms["kind"], terms["payment"]), "") if terms else "")
     area = entry.get("area") or parcel["legal_area"] or round(parcel["geom"].area, 1)
-    if not isinstance(area, int | float) or isinstance(area, bool) or area <= 0:
+    if not isinstance(area, int | float) or isinstance(area, bool) or not math.isfinite(area) or area <= 0:
         raise InvalidInput("area must be a positive number of m2")
     purpose = entry.get("purpose") or (terms["purpose"] if terms else "")
     if not isinstance(purpose, str) or not isinstance(origin, str):
