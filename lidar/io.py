@@ -90,8 +90,8 @@ class FileSummary:
     bounds: tuple[float, float, float, float]
     z_range: tuple[float, float]
     classes: dict[int, int]
-    density: float
-    occupied_area: float
+    density: float  # points per m2 of occupied cells
+    occupied_area: float  # m2
     srid: int
     crs_name: str
     crs_source: str
@@ -424,7 +424,9 @@ def summarize(path, *, crs=None, vertical_datum: str | None = None, target_srid:
               chunk_size: int = DEFAULT_CHUNK_SIZE, density_cell: float = 2.0) -> FileSummary:
     """Read the file once in chunks: bounds, count, density over occupied cells, classes, z range."""
     cloud = open_cloud(path, crs=crs, vertical_datum=vertical_datum)
-    acc = _SummaryAccumulator(density_cell)
+    # density cells are density_cell metres wide whatever the unit of the output coordinates
+    unit = _unit_factor(cloud.crs.crs, 0) if target_srid is None and not cloud.crs.geocentric else 1.0
+    acc = _SummaryAccumulator(density_cell / unit)
     for chunk in cloud.chunks(chunk_size, target_srid):
         acc.add(chunk)
     area = float(len(acc.cells)) * density_cell**2

@@ -176,3 +176,27 @@ def test_not_a_las_file(tmp_path):
     with pytest.raises(InvalidFile):
         open_cloud(tmp_path / "absent.laz")
 
+
+
+def test_las14_extra_bytes_and_density_in_metres(tmp_path, shared_data):
+    header = laspy.LasHeader(point_format=6, version="1.4")
+    header.add_extra_dim(laspy.ExtraBytesParams(name="reflectance", type=np.float32))
+    header.scales = np.array([0.01, 0.01, 0.01])
+    header.offsets = np.array([500000.0, 1190000.0, 0.0])
+    header.vlrs.append(WktCoordinateSystemVlr(CRS.from_epsg(3405).to_wkt()))
+    header.global_encoding.wkt = True
+    las = laspy.LasData(header)
+    rng = np.random.default_rng(5)
+    las.x = 500000 + rng.uniform(0, 40, 4001)
+    las.y = 1190000 + rng.uniform(0, 40, 4001)
+    las.z = rng.uniform(0, 3, 4001)
+    las.reflectance = rng.uniform(0, 1, 4001).astype(np.float32)
+    las.write(tmp_path / "extra.las")
+    whole = summarize(tmp_path / "extra.las", chunk_size=4001)
+    assert whole.extra_dimensions == ["reflectance"] and whole.version == "1.4" and whole.point_format == 6
+    assert whole == summarize(tmp_path / "extra.las", chunk_size=333)
+    assert whole.srid == 3405 and whole.crs_source == "wkt"
+    # US-feet file: the density is per square metre, not per square foot
+    ft = summarize(shared_data / "lidar/crs_epsg2903_crop.las")
+    side = 200 * 1200 / 3937  # the crop is 200 x 200 US survey feet
+    assert side**2 < ft.occupied_area < (side + 4) ** 2 and 5 < ft.density < 8
