@@ -243,3 +243,38 @@ def test_sources_take_dates_and_rrr_can_end(lic_db):
         assert register.list_rrr(conn, a["id"]) == []
         assert register.list_rrr(conn, a["id"], include_ended=True)[0]["type"] == "mortgage"
         assert register.parcel_history(conn, a["id"])[0]["action"] == "rrr.end"
+
+
+def test_random_splits_conserve_area_and_lineage(lic_db):
+    """Deterministic pseudo-random irregular parcels split by random lines: children tile the parent."""
+    import math
+    import random
+
+    from shapely.geometry import LineString, Polygon
+    from shapely.ops import unary_union
+
+    from tests.licensing.helpers import E0, N0
+
+    rng = random.Random(2026)
+    for i in range(12):
+        cx, cy = E0 + 200 * i, N0 + 500
+        ring = [(cx + r * math.cos(a), cy + r * math.sin(a))
+                for a, r in sorted((rng.uniform(0, 6.283), rng.uniform(12, 30)) for _ in range(9))]
+        parcel = Polygon(ring)
+        if not parcel.is_valid:
+            continue
+        with lic_db.begin() as conn:
+            parent = register.create_parcel(conn, "officer1", ward_code="R", sheet_no=i + 1, parcel_no=1,
+                                            geom=parcel)["created"][0]
+        angle = rng.uniform(0, 3.1416)
+        dx, dy = 80 * math.cos(angle), 80 * math.sin(angle)
+        cut = LineString([(cx - dx, cy - dy + rng.uniform(-5, 5)), (cx + dx, cy + dy)])
+        with lic_db.begin() as conn:
+            result = register.split_parcel(conn, "officer1", parent["id"], cut)
+        pieces = [shape(c["geometry"]) for c in result["created"]]
+        assert sum(p.area for p in pieces) == pytest.approx(parcel.area, abs=0.05)
+        assert unary_union(pieces).symmetric_difference(parcel).area < 0.05
+        with lic_db.connect() as conn:
+            carried = sum(e["area_carried"] for e in register.lineage(conn, parent["id"],
+                                                                         direction="descendants")["edges"])
+        assert carried == pytest.approx(parcel.area, abs=0.05)
