@@ -25,8 +25,8 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from gisserver import audit, schema
-from gisserver.crs import CITY_SRID, pyproj_crs, resolve_srid, srid_from_pyproj
-from gisserver.errors import InvalidInput, MissingCRS, RuleViolation, UnknownCRS
+from gisserver.crs import CITY_SRID, pyproj_crs, resolve_srid, srid_from_pyproj, srid_to_epsg
+from gisserver.errors import InvalidInput, MissingCRS, NotFound, RuleViolation, UnknownCRS
 from layers import catalogue, targets
 from layers.copyload import copy_chunks
 from layers.geometry import check_geometries, check_policy, ewkb_hex, reproject
@@ -100,15 +100,11 @@ def resolve_source_crs(source: VectorSource, declared: str | int | None, force: 
     if pyproj_crs(declared_srid).equals(source.crs, ignore_axis_order=True):
         return declared_srid
     raise CRSMismatch(
-        f"the declared CRS EPSG:{_epsg(declared_srid)} contradicts the file's CRS "
-        f"({source.crs.name}{'' if file_srid is None else f', EPSG:{_epsg(file_srid)}'}); "
+        f"the declared CRS EPSG:{srid_to_epsg(declared_srid)} contradicts the file's CRS "
+        f"({source.crs.name}{'' if file_srid is None else f', EPSG:{srid_to_epsg(file_srid)}'}); "
         "fix the declaration or force it",
-        details={"declared": _epsg(declared_srid), "file": source.crs.name},
+        details={"declared": srid_to_epsg(declared_srid), "file": source.crs.name},
     )
-
-
-def _epsg(srid: int) -> int:
-    return 9210 if srid == CITY_SRID else srid
 
 
 def load_layer(engine: Engine, path: Path | str, layer: str, *, actor: str, filename: str | None = None,
@@ -136,7 +132,7 @@ def load_layer(engine: Engine, path: Path | str, layer: str, *, actor: str, file
         layer=layer, kind="", mode=mode, policy=policy,
         source={"file": source.name, "driver": source.driver, "layer": source.layer,
                 "geometry_type": source.geometry_type, "features": source.feature_count,
-                "crs": f"EPSG:{_epsg(src_srid)}",
+                "crs": f"EPSG:{srid_to_epsg(src_srid)}",
                 "crs_from": "file" if source.crs is not None and not crs else "declared",
                 "encoding": source.recode or "utf-8"},
     )
@@ -204,8 +200,6 @@ def _target(conn, layer, source, mode, mapping, can_write) -> targets.Target:
 
 
 def _check_writable(info, can_write, layer) -> None:
-    from gisserver.errors import NotFound
-
     if info is not None and can_write is not None and not can_write(info):
         raise NotFound(f"no layer named {layer!r}")
 
