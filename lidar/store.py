@@ -88,3 +88,36 @@ def store_buildings(conn: Connection, buildings: list[Building], *, srid: int,
             ).returning(building.c.id)
         ).scalar_one()))
     return ids
+
+
+def update_cadastral_heights(conn: Connection, x, y, z, classification, dtm, grid, *,
+                             lidar_date: dt.date | None = None, params=None) -> int:
+    """Heights for the cadastre's own footprints (preferred over extracted ones, DOMAIN §5).
+
+    The cloud and ``grid`` are in the city CRS. Every ``building`` row with source 'cadastre'
+    inside the grid gets ground p10, roof p50/p70/p90, height and floors; returns how many.
+    """
+    from geoalchemy2.shape import to_shape
+    from sqlalchemy import func, update
+
+    from lidar.buildings import building_heights
+
+    envelope = func.ST_MakeEnvelope(*grid.bounds, CITY_SRID)
+    rows = conn.execute(
+        select(building.c.id, building.c.geom).where(building.c.source == "cadastre",
+                                                     func.ST_Intersects(building.c.geom, envelope))
+    ).all()
+    done = 0
+    for row in rows:
+        shape_ = to_shape(row.geom)
+        polygon = max(shape_.geoms, key=lambda g: g.area) if hasattr(shape_, "geoms") else shape_
+        found = building_heights([polygon], x, y, z, classification, dtm, grid, params)
+        if not found:
+            continue
+        b = found[0]
+        conn.execute(update(building).where(building.c.id == row.id).values(
+            floors=b.floors, height=round(b.height, 3), ground_z=round(b.ground_p10, 3),
+            roof_p50=round(b.roof_p50, 3), roof_p70=round(b.roof_p70, 3), roof_p90=round(b.roof_p90, 3),
+            lidar_date=lidar_date))
+        done += 1
+    return done

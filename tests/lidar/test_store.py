@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import delete, func, select, text, update
 
 import lidar.tables as lt
 from gisserver import migrate
@@ -20,7 +20,7 @@ from lidar.dtm import build_surfaces
 from lidar.grid import GridSpec
 from lidar.ground import classify_ground
 from lidar.io import open_cloud
-from lidar.store import index_file, record_tiles, store_buildings
+from lidar.store import index_file, record_tiles, store_buildings, update_cadastral_heights
 from lidar.tiling import Source, run_tiled
 from migrations.filters import include_object
 
@@ -110,3 +110,16 @@ def test_tiles_and_buildings_stored(lidar_db, relocated_las, tmp_path):
         assert all(r["roof_p50"] <= r["roof_p70"] <= r["roof_p90"] and r["floors"] >= 1 for r in rows)
         areas = conn.execute(select(func.sum(func.ST_Area(building.c.geom)))).scalar()
         assert areas == pytest.approx(sum(b.area for b in buildings), rel=1e-6)
+
+    # the same outlines as cadastral footprints: heights are filled in, the geometry is kept
+    with lidar_db.begin() as conn:
+        conn.execute(update(building).where(building.c.source == "lidar").values(
+            source="cadastre", height=None, roof_p70=None, lidar_date=None))
+        assert update_cadastral_heights(conn, pc.x, pc.y, pc.z, cls, dtm, grid,
+                                        lidar_date=dt.date(2014, 3, 4)) == 7
+    with lidar_db.connect() as conn:
+        rows = conn.execute(select(building.c.height, building.c.roof_p70, building.c.lidar_date)
+                            .where(building.c.source == "cadastre")).all()
+        heights = sorted(round(r.height, 3) for r in rows)
+        assert heights == sorted(round(b.height, 3) for b in buildings)
+        assert all(r.lidar_date == dt.date(2014, 3, 4) for r in rows)
