@@ -159,3 +159,53 @@ def write_glb(path, buildings: list[Building]) -> tuple[Path, list[float]]:
     path = Path(path)
     path.write_bytes(glb)
     return path, origin
+
+
+def _enu_to_ecef(lon_deg: float, lat_deg: float, h: float) -> list[float]:
+    """Column-major 4x4 matrix from local east-north-up metres at (lon, lat, h) to ECEF."""
+    from pyproj import Transformer
+
+    x, y, z = Transformer.from_crs("EPSG:4979", "EPSG:4978", always_xy=True).transform(lon_deg, lat_deg, h)
+    lon, lat = np.radians(lon_deg), np.radians(lat_deg)
+    east = [-np.sin(lon), np.cos(lon), 0.0]
+    north = [-np.sin(lat) * np.cos(lon), -np.sin(lat) * np.sin(lon), np.cos(lat)]
+    up = [np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)]
+    return [*east, 0.0, *north, 0.0, *up, 0.0, float(x), float(y), float(z), 1.0]
+
+
+def write_3dtiles(folder, buildings: list[Building], srid: int) -> Path:
+    """A minimal 3D Tiles 1.1 tileset (one GLB content) that a web viewer (CesiumJS) can load.
+
+    The GLB is in local metres of the projected CRS around its origin; the tile transform places
+    that origin on the ellipsoid (east/north of the projection taken as local east/north: the grid
+    convergence, under a degree in the city, and the height datum are ignored: a viewer model, not
+    a survey product).
+    """
+    from pyproj import Transformer
+
+    from gisserver.crs import pyproj_crs
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    _, origin = write_glb(folder / "buildings.glb", buildings)
+    to_lonlat = Transformer.from_crs(pyproj_crs(srid), "EPSG:4326", always_xy=True)
+    lon0, lat0 = to_lonlat.transform(origin[0], origin[1])
+    xy = np.vstack([np.asarray(b.footprint.exterior.coords) for b in buildings]) if buildings else np.zeros((1, 2))
+    lons, lats = to_lonlat.transform(xy[:, 0], xy[:, 1])
+    top = max((b.roof_p70 for b in buildings), default=origin[2])
+    region = [float(np.radians(np.min(lons))), float(np.radians(np.min(lats))), float(np.radians(np.max(lons))),
+              float(np.radians(np.max(lats))), float(origin[2]), float(top)]
+    tileset = {
+        "asset": {"version": "1.1", "generator": "hcmc-gisserver lidar"},
+        "geometricError": 100.0,
+        "root": {
+            "boundingVolume": {"region": region},
+            "geometricError": 0.0,
+            "refine": "ADD",
+            "transform": _enu_to_ecef(lon0, lat0, origin[2]),
+            "content": {"uri": "buildings.glb"},
+        },
+    }
+    path = folder / "tileset.json"
+    path.write_text(json.dumps(tileset, indent=1))
+    return path

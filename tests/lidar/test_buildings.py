@@ -14,7 +14,7 @@ import pytest
 from shapely.geometry import Polygon
 
 from lidar.buildings import building_heights, detect_buildings, points_in_footprints, regularize
-from lidar.cityjson import to_cityjson, write_cityjson, write_glb
+from lidar.cityjson import to_cityjson, write_3dtiles, write_cityjson, write_glb
 from lidar.dtm import build_surfaces
 from lidar.evaluate import detection_f1
 from lidar.grid import GridSpec, sample_bilinear
@@ -153,3 +153,20 @@ def test_glb_export(delft_buildings, tmp_path):
     assert bin_kind == b"BIN\0" and bin_len >= count * 24
     assert 84_990 < origin[0] < 85_010 and gltf["accessors"][0]["max"][1] == pytest.approx(
         max(b.roof_p70 for b in buildings) - origin[2], abs=1e-3)
+
+
+def test_3dtiles_tileset_places_the_model_on_the_ellipsoid(delft_buildings, tmp_path):
+    from pyproj import Transformer
+
+    buildings, _, _, _ = delft_buildings
+    path = write_3dtiles(tmp_path / "tiles", buildings, 28992)
+    tileset = json.loads(path.read_text())
+    root = tileset["root"]
+    assert tileset["asset"]["version"] == "1.1" and root["content"]["uri"] == "buildings.glb"
+    assert (tmp_path / "tiles" / "buildings.glb").stat().st_size > 1000
+    west, south, east, north, hmin, hmax = root["boundingVolume"]["region"]
+    lon, lat = Transformer.from_crs("EPSG:28992", "EPSG:4326", always_xy=True).transform(85_036.0, 447_526.0)
+    assert west < np.radians(lon) < east and south < np.radians(lat) < north and hmin < hmax
+    m = np.array(root["transform"]).reshape(4, 4).T  # column-major
+    assert np.allclose(m[:3, :3] @ m[:3, :3].T, np.eye(3), atol=1e-12)  # a rotation
+    assert 6.36e6 < np.linalg.norm(m[:3, 3]) < 6.40e6  # origin on the Earth's surface
