@@ -173,3 +173,21 @@ def test_lines_into_roads_and_choosing_a_source_layer(catalogue, tmp_path):
         rows = conn.execute(text("SELECT name, row_width, GeometryType(geom) FROM road ORDER BY row_width DESC")).all()
     assert [tuple(r) for r in rows] == [("Đường Lê Lợi", 30.0, "MULTILINESTRING"),
                                         ("Đường Đồng Khởi", 25.0, "MULTILINESTRING")]
+
+
+def test_real_hcmc_districts_file(catalogue, shared_data):
+    """The real district boundaries (../shared/data): WGS84 GeoJSON, mixed Polygon/MultiPolygon,
+    duplicate feature ids (GDAL renumbers them)."""
+    path = shared_data / "vector" / "hcmc_districts_2021.geojson"
+    report = load_layer(catalogue, path, "districts", actor="tester", title="Quận huyện 2021")
+    assert (report.read, report.loaded, report.rejected) == (24, 24, 0)
+    with catalogue.connect() as conn:
+        names = conn.execute(text("SELECT localname FROM layerdata.districts ORDER BY id")).scalars().all()
+        area_km2 = conn.execute(text("SELECT sum(ST_Area(geom)) / 1e6 FROM layerdata.districts")).scalar()
+        ben_thanh_in = conn.execute(text(
+            "SELECT localname FROM layerdata.districts "
+            "WHERE ST_Contains(geom, ST_SetSRID(ST_MakePoint(:e, :n), 909210))"
+        ), {"e": 603481.588, "n": 1191454.611}).scalar()
+    assert "Quận 1" in names and "Huyện Cần Giờ" in names and "Tp Thủ Đức" in names
+    assert 1900 < area_km2 < 2300  # HCMC is about 2,095 km2
+    assert ben_thanh_in == "Quận 1"
