@@ -4,9 +4,8 @@
 
 Loads (once; kept in the scratch database ``gisserver_bench_identify`` of the embedded cluster, or
 ``BENCH_DATABASE_URL``) a grid of 1,000,000 parcel polygons in the city CRS around HCMC
-(E 600000, N 1190000) with ``generate_series``, then, in the same run:
-
-Phases alternate in ``--rounds`` short rounds (the machine may be shared), after a warm-up:
+(E 600000, N 1190000) with ``generate_series``, then, in the same run, alternating the two phases
+in ``--rounds`` short rounds after a warm-up (the machine may be shared with other work):
 
 1. direct: ``--threads`` client threads send the exact SQL identify runs (``identify_statement``)
    through the same SQLAlchemy pool configuration the server uses for it (``lean_engine``:
@@ -14,8 +13,9 @@ Phases alternate in ``--rounds`` short rounds (the machine may be shared), after
 2. http: the same number of client threads call ``GET /api/identify?lon=&lat=`` on gunicorn with
    2 workers over loopback (one keep-alive connection per thread).
 
-Both phases query the same random points inside the grid. Prints requests/s, p50/p95 latency and
-the HTTP/direct ratio. Targets: HTTP rate >= 50% of direct, HTTP p95 < 10 ms.
+Both phases query the same random points inside the grid. Prints requests/s, p50/p95/p99 latency,
+CPU time per request (client, gunicorn workers, PostgreSQL backends), the load average and the
+HTTP/direct ratio (overall and per round). Targets: HTTP rate >= 50% of direct, HTTP p95 < 10 ms.
 """
 
 from __future__ import annotations
