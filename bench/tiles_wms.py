@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import requests
-from tiles_common import demo_database, demo_tiles, free_port, gunicorn, wait_http, wrk
+from tiles_common import demo_database, demo_tiles, free_port, gunicorn, process_tree_cpu, wait_http, wrk
 
 MAPFILE = """MAP
   NAME "bench"
@@ -92,7 +92,7 @@ def mapserver(url: str):
         base = f"http://127.0.0.1:{port}/mapserv"
         try:
             wait_http(base + "?SERVICE=WMS&REQUEST=GetCapabilities&VERSION=1.3.0")
-            yield base
+            yield base, proc.pid
         finally:
             proc.terminate()
             proc.wait(timeout=20)
@@ -122,15 +122,19 @@ def main() -> None:
 
     with demo_database() as (url, engine), tempfile.TemporaryDirectory() as var_dir:
         boxes = [web_tile_bounds(t.z, t.x, t.y) for t in demo_tiles(engine, (15, 16, 17))]
-        with gunicorn(url, Path(var_dir), workers=2) as (ours, _), mapserver(url) as theirs:
+        with gunicorn(url, Path(var_dir), workers=2) as (ours, our_pid), mapserver(url) as (theirs, ms_pid):
             our_urls = getmap_urls(f"{ours}/wms", boxes, "outline")
             ms_urls = getmap_urls(theirs, boxes, None)
             our_size = sum(check_png(u) for u in our_urls)
             ms_size = sum(check_png(u) for u in ms_urls)
             results = {"ours": [], "mapserver": []}
+            cpu = {"ours": [0.0, 0], "mapserver": [0.0, 0]}
             for _ in range(2):
-                results["mapserver"].append(wrk(ms_urls, seconds=args.seconds))
-                results["ours"].append(wrk(our_urls, seconds=args.seconds))
+                for name, urls, pid in (("mapserver", ms_urls, ms_pid), ("ours", our_urls, our_pid)):
+                    before = process_tree_cpu(pid)
+                    results[name].append(wrk(urls, seconds=args.seconds))
+                    cpu[name][0] += process_tree_cpu(pid) - before
+                    cpu[name][1] += wrk.last_requests
     ours_rps, ms_rps = (sum(v) / len(v) for v in (results["ours"], results["mapserver"]))
     print(f"GetMap 256x256 PNG, {len(boxes)} bboxes (z15-17 tiles over 6.6k parcels), wrk 2 threads 4 connections")
     print(f"MapServer 8 FastCGI x2 (baseline): {ms_rps:7.1f} maps/s  runs {results['mapserver']}  "
@@ -138,6 +142,9 @@ def main() -> None:
     print(f"this server, Mapnik, gunicorn x2 : {ours_rps:7.1f} maps/s  runs {results['ours']}  "
           f"mean PNG {our_size / len(boxes) / 1024:.1f} KiB")
     print(f"ratio ours / MapServer           : {ours_rps / ms_rps:.2f}x  (target >= 1.0x)")
+    ms_cpu, our_cpu = (cpu[k][0] / cpu[k][1] * 1000 for k in ("mapserver", "ours"))
+    print(f"server CPU per map (without PostgreSQL): MapServer {ms_cpu:.1f} ms, ours {our_cpu:.1f} ms "
+          f"(ratio {our_cpu / ms_cpu:.2f}x)")
 
 
 if __name__ == "__main__":
