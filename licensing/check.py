@@ -22,10 +22,11 @@ from gisserver.crs import CITY_EPSG
 from licensing import ruledata
 from licensing.context import SEARCH_RADIUS_M, Context, gather
 from licensing.geometry import to_geojson
-from licensing.proposal import USES, Proposal, proposal_from_json
+from licensing.proposal import USES, Proposal, building_from_json, proposal_from_json
 from licensing.rules import RuleVersion
 
-__all__ = ["CHECKS", "USES", "Context", "Proposal", "check_building", "evaluate", "proposal_from_json"]
+__all__ = ["CHECKS", "USES", "Context", "Proposal", "building_from_json", "check_building", "evaluate",
+           "proposal_from_json"]
 
 #: geometric noise below which an overlap is not a fault
 AREA_TOLERANCE_M2 = 0.01

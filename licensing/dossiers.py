@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, insert, literal, select, update
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection
 
 from gisserver import audit, schema
@@ -287,6 +288,34 @@ def overdue_report(conn: Connection, *, today: date | None = None) -> list[dict]
          "working_days_overdue": working_days_between(r["due_date"], today, holidays)}
         for r in rows
     ]
+
+
+# --- compliance checks on a dossier ----------------------------------------------------------
+
+def check_dossier(conn: Connection, actor: Actor, dossier_id: int, proposal, *, on: date | None = None,
+                  raster_root: Path | None = None) -> dict:
+    """Run the compliance check of ``proposal`` on the dossier's parcel and keep the report with the
+    dossier (``data.check``; the previous one stays in the audit log). Staff only."""
+    from licensing.check import check_building
+
+    if not actor.is_staff:
+        raise Forbidden("checks recorded on a dossier are run by staff; use /api/checks for a preview")
+    row = _load(conn, dossier_id, actor, lock=True)
+    if row["state"] in FINAL_STATES:
+        raise Conflict(f"a {row['state']} dossier is closed")
+    if row["parcel_id"] is None:
+        raise InvalidInput("the dossier names no parcel; set parcel_id first")
+    report = check_building(conn, row["parcel_id"], proposal, on=on, raster_root=raster_root)
+    summary = {"overall": report["overall"], "counts": report["counts"], "rules_on": report["rules_on"],
+               "parcel_id": row["parcel_id"], "by": actor.name}
+    conn.execute(
+        update(D).where(D.c.id == dossier_id)
+        .values(data=D.c.data.op("||")(func.jsonb_build_object("check", literal(report, JSONB))),
+                version=D.c.version + 1, updated_at=func.now())
+    )
+    audit.record(conn, actor=actor.name, action="dossier.check", target_type="dossier", target_id=dossier_id,
+                 before={"check": (row["data"] or {}).get("check")}, after=summary)
+    return report
 
 
 # --- attachments -------------------------------------------------------------------------------

@@ -55,6 +55,13 @@ def proposal_from_json(body: dict) -> tuple[int, Proposal]:
     parcel_id = body.get("parcel_id")
     if not isinstance(parcel_id, int) or isinstance(parcel_id, bool) or parcel_id < 1:
         raise InvalidInput("parcel_id must be a positive integer")
+    return parcel_id, building_from_json(body)
+
+
+def building_from_json(body: dict) -> Proposal:
+    """The proposed building of a JSON request body (footprint, floors, height, ...), without a parcel."""
+    if not isinstance(body, dict):
+        raise InvalidInput("the request body must be a JSON object")
     srid = srid_of(body.get("crs"))
     footprint = parse_geojson(body.get("footprint"), srid=srid, expect=POLYGONAL, what="footprint")
     lots = body.get("subdivision_lots") or []
@@ -63,11 +70,10 @@ def proposal_from_json(body: dict) -> tuple[int, Proposal]:
     floors = _number(body, "floors")
     if not isinstance(floors, int):
         raise InvalidInput("floors must be an integer")
-    proposal = Proposal(
+    return Proposal(
         footprint=footprint, floors=floors, height=float(_number(body, "height")),
         floor_elevation=_number(body, "floor_elevation", required=False), use=body.get("use", "civil"),
         existing_urban=bool(body.get("existing_urban", False)),
         subdivision_lots=tuple(parse_geojson(lot, srid=srid, expect=("Polygon",), what=f"subdivision_lots[{i}]")
                                for i, lot in enumerate(lots)),
     )
-    return parcel_id, proposal

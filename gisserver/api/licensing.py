@@ -434,6 +434,17 @@ def transition_dossier(dossier_id: int):
     return _with_etag(moved)
 
 
+@bp.post("/api/dossiers/<int:dossier_id>/check")
+@require_roles(*STAFF)
+def check_dossier(dossier_id: int):
+    """Run the compliance check on the dossier's parcel and keep the report with the dossier (staff)."""
+    on = _date("on", request.args.get("on"))
+    proposal = check.building_from_json(_body())
+    with services().engine.begin() as conn:
+        return jsonify(dossiers.check_dossier(conn, _actor(), dossier_id, proposal, on=on,
+                                              raster_root=services().settings.raster_dir))
+
+
 @bp.get("/api/dossiers/<int:dossier_id>/history")
 @require_roles(*ANY_USER)
 def dossier_history(dossier_id: int):

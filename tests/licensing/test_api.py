@@ -189,3 +189,21 @@ def test_register_api_merge_adjust_attributes_rrr_and_corridors(users, lic_db):
                                                       "floors": 2, "height": 7})
     assert retired_check.status_code == 409
     assert users["public"].get("/api/register/parcels").status_code == 403
+
+
+def test_dossier_check_is_kept_with_the_dossier(users, lic_db):
+    officer = users["officer"]
+    parcel_id = _create(officer, 1, rect(0, 0, 20, 20)).json["created"][0]["id"]
+    d = users["public"].post("/api/dossiers", json={"kind": "construction_permit_house", "parcel_id": parcel_id})
+    url = f"/api/dossiers/{d.json['id']}"
+    body = {"footprint": mapping(rect(2, 2, 18, 18)), "floors": 3, "height": 11.0, "floor_elevation": 2.4}
+    assert users["public"].post(f"{url}/check", json=body).status_code == 403
+    done = officer.post(f"{url}/check", json=body)
+    assert done.status_code == 200 and done.json["parcel"]["id"] == parcel_id
+    kept = officer.get(url)
+    assert kept.json["data"]["check"]["overall"] == done.json["overall"] and kept.json["version"] == 2
+    history = officer.get(f"{url}/history").json
+    assert history[0]["action"] == "dossier.check" and history[0]["after"]["overall"] == done.json["overall"]
+    assert officer.post(f"{url}/check", json={**body, "floors": "x"}).status_code == 400
+    empty = users["public"].post("/api/dossiers", json={"kind": "construction_permit_house"}).json["id"]
+    assert officer.post(f"/api/dossiers/{empty}/check", json=body).status_code == 400
