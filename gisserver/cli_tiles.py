@@ -93,8 +93,9 @@ def register(main: click.Group) -> None:
         """Record that LAYER's current data version changed only inside BBOX."""
         from gisserver.cli import _engine
         from layers.catalogue import get_layer
+        from tiles.mvt import change_key
 
         with _engine().connect() as conn:
             info = get_layer(conn, layer)
-        _cache().record_change(info.name, info.data_version, _parse_bbox(bbox))
+        _cache().record_change(change_key(info), info.data_version, _parse_bbox(bbox))
         click.echo(f"{layer} v{info.data_version}: change area recorded")

@@ -29,6 +29,10 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from layers.catalogue import LayerInfo
 
 _MAGIC = b"GTC1"
 _HEADER = struct.Struct(">4sQ16s")
@@ -121,7 +125,8 @@ class TileCache:
         return self.root / "_changes" / f"{layer}.jsonl"
 
     def record_change(self, layer: str, version: int, lonlat_bbox: tuple[float, float, float, float] | None) -> None:
-        """Record that ``layer`` reached ``version`` by a change inside ``lonlat_bbox``.
+        """Record that ``layer`` (its change key, ``name.id``) reached ``version`` by a change
+        inside ``lonlat_bbox``.
 
         ``None`` means "anywhere" (a full reload): every tile is rebuilt.
         """
@@ -178,8 +183,9 @@ class TileCache:
             shutil.rmtree(target, ignore_errors=True)
 
 
-def record_layer_change(var_dir: Path | str, layer: str, version: int,
+def record_layer_change(var_dir: Path | str, layer: LayerInfo, version: int,
                         lonlat_bbox: tuple[float, float, float, float] | None) -> None:
     """For code that edits a layer: after ``bump_version`` returned ``version``, record the lon/lat
-    box of the edit so that only the tiles it touches are rebuilt (``settings.var_dir``)."""
-    TileCache(Path(var_dir) / "tiles").record_change(layer, version, lonlat_bbox)
+    box of the edit so that only the tiles it touches are rebuilt. ``layer`` is the layer's
+    ``LayerInfo`` (the change log is per catalogue entry); ``var_dir`` is ``settings.var_dir``."""
+    TileCache(Path(var_dir) / "tiles").record_change(f"{layer.name}.{layer.id}", version, lonlat_bbox)

@@ -183,10 +183,15 @@ def layer_tile(engine: Engine, cache: TileCache | None, name: str, principal: Pr
         data = build()
         return info, CachedTile(data, info.data_version, content_digest(data).hex(), hit=False)
     tile = cache.get_or_build(
-        cache_namespace("mvt", info), (info.name,), info.data_version, z, x, y, "mvt",
+        cache_namespace("mvt", info), (change_key(info),), info.data_version, z, x, y, "mvt",
         lambda: tms.lonlat_tile_bounds(z, x, y), build,
     )
     return info, tile
+
+
+def change_key(info: LayerInfo) -> str:
+    """Name of a layer's change log: name and catalogue id, so a re-created layer starts afresh."""
+    return f"{info.name}.{info.id}"
 
 
 def cache_namespace(service: str, info: LayerInfo, *parts: str) -> str:

@@ -23,7 +23,7 @@ from layers.catalogue import LayerInfo, get_layer, list_layers
 from tiles import render, tms
 from tiles.cache import CachedTile, TileCache
 from tiles.exceptions import OWSException, from_error, missing, ows_exception_report
-from tiles.mvt import cache_namespace
+from tiles.mvt import cache_namespace, change_key
 from tiles.snapshot import CatalogueSnapshot
 from tiles.styles import layer_style, style_names
 from tiles.wms import (
@@ -175,7 +175,7 @@ class WMTSService:
             tile = CachedTile(data, info.data_version, content_digest(data).hex(), hit=False)
         else:
             namespace = cache_namespace("wmts", info, style, tms_id, FORMATS[fmt])
-            tile = self.cache.get_or_build(namespace, (info.name,), info.data_version, z, x, y, FORMATS[fmt],
+            tile = self.cache.get_or_build(namespace, (change_key(info),), info.data_version, z, x, y, FORMATS[fmt],
                                            lambda: lonlat_bounds(tms_id, z, x, y), build)
         return TileResult(tile.data, fmt, tile=tile, public=info.access_level == "public")
 

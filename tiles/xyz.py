@@ -179,7 +179,7 @@ def raster_tile(conn: Connection, cache: TileCache | None, raster_root: Path, na
         data = build()
         tile = CachedTile(data, info.data_version, content_digest(data).hex(), hit=False)
     else:
-        tile = cache.get_or_build(f"raster/{info.name}.{info.id}/{style}/{fmt}", (f"raster:{info.name}",),
+        tile = cache.get_or_build(f"raster/{info.name}.{info.id}/{style}/{fmt}", (f"raster:{info.name}.{info.id}",),
                                   info.data_version, z, x, y, fmt, lambda: tms.lonlat_tile_bounds(z, x, y), build)
     return info, tile, FORMATS[fmt][1]
 

@@ -7,7 +7,7 @@ import morecantile
 from shapely.geometry import MultiPolygon, box
 
 from gisserver import schema
-from layers.catalogue import bump_version
+from layers.catalogue import bump_version, get_layer
 from tests.conftest import auth
 from tests.tiles.conftest import BEN_THANH, city_geom, lonlat
 
@@ -100,7 +100,9 @@ def test_edit_invalidates_only_affected_tiles(client, app, ben_thanh):
         version = bump_version(conn, "parcels")
     from tiles.cache import record_layer_change
 
-    record_layer_change(app.extensions["gisserver"].settings.var_dir, "parcels", version,
+    with ben_thanh.connect() as conn:
+        info = get_layer(conn, "parcels")
+    record_layer_change(app.extensions["gisserver"].settings.var_dir, info, version,
                         (*lonlat(e + 40, n - 5), *lonlat(e + 65, n + 20)))
 
     after_near = client.get(urls["near"], headers={"If-None-Match": before["near"].headers["ETag"]})
