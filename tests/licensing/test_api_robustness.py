@@ -50,6 +50,8 @@ def _cases(a, b, d):
                                              "applicant_name": "n", "applicant_contact": "c", "data": {}}),
         ("public", "patch", f"/api/dossiers/{d}", {"title": "t", "parcel_id": a, "data": {"k": 1}}),
         ("public", "post", f"/api/dossiers/{d}/transitions", {"to": "submitted", "note": "n"}),
+        ("officer", "post", f"/api/dossiers/{d}/check",
+         {"footprint": mapping(rect(1, 1, 9, 9)), "floors": 2, "height": 7.0, "crs": "EPSG:9210"}),
     ]
 
 
