@@ -36,6 +36,8 @@ def _created():
 # only the columns named as trigger arguments (status bookkeeping), a DELETE is refused.
 GUARD_FUNCTION = """
 CREATE FUNCTION records_guard() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    col text;
 BEGIN
     IF TG_OP = 'DELETE' THEN
         RAISE EXCEPTION '% rows are records and are never deleted', TG_TABLE_NAME
@@ -45,6 +47,14 @@ BEGIN
         RAISE EXCEPTION '% content is never edited: supersede or retire it instead', TG_TABLE_NAME
             USING ERRCODE = 'integrity_constraint_violation';
     END IF;
+    -- bookkeeping columns (retired_at, replaced_by_id ...) are set once and then kept
+    FOREACH col IN ARRAY TG_ARGV LOOP
+        IF col NOT IN ('status', 'area') AND (to_jsonb(OLD) -> col) <> 'null'::jsonb
+           AND (to_jsonb(OLD) -> col) IS DISTINCT FROM (to_jsonb(NEW) -> col) THEN
+            RAISE EXCEPTION '%.% is set already and is never changed', TG_TABLE_NAME, col
+                USING ERRCODE = 'integrity_constraint_violation';
+        END IF;
+    END LOOP;
     IF TG_NARGS > 0 THEN
         -- only a live record changes status (a retired or superseded one is final)
         IF (to_jsonb(OLD) ->> 'status') NOT IN ('active', 'valid')

@@ -145,6 +145,8 @@ def test_renumbering_is_explicit_audited_and_numbers_are_never_edited(street):
     for stmt in (update(house_number).where(house_number.c.id == n22["id"]).values(label="24"),
                  update(house_number).where(house_number.c.id == new["id"]).values(chainage=1.0),
                  update(house_number).where(house_number.c.id == n22["id"]).values(status="active", retired_at=None),
+                 update(house_number).where(house_number.c.id == n22["id"]).values(retired_reason="rewritten"),
+                 update(house_number).where(house_number.c.id == n22["id"]).values(replaced_by_id=None),
                  delete(house_number).where(house_number.c.id == new["id"])):
         with pytest.raises(IntegrityError, match="never|already"), engine.begin() as conn:
             conn.execute(stmt)
