@@ -26,7 +26,7 @@ from sqlalchemy.exc import DBAPIError
 
 from gisserver import audit, schema
 from gisserver.crs import CITY_SRID, pyproj_crs, resolve_srid, srid_from_pyproj, srid_to_epsg
-from gisserver.errors import InvalidInput, MissingCRS, NotFound, RuleViolation, UnknownCRS
+from gisserver.errors import Conflict, InvalidInput, MissingCRS, NotFound, RuleViolation, UnknownCRS
 from layers import catalogue, targets
 from layers.copyload import copy_chunks
 from layers.geometry import check_geometries, check_policy, ewkb_hex, reproject
@@ -249,6 +249,8 @@ def _database_error(exc: psycopg2.Error, layer: str) -> Exception:
         return RuleViolation(f"layer {layer!r}: {message}")
     if code.startswith("22"):
         return InvalidInput(f"layer {layer!r}: {message}")
+    if code == "42P07":  # a table of that name exists but the catalogue does not know it
+        return Conflict(f"layer {layer!r}: {message}; the table is not in the layer catalogue")
     return exc
 
 

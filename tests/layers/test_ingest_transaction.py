@@ -170,3 +170,16 @@ def test_replace_with_an_empty_file_empties_the_layer(catalogue, loaded, tmp_pat
     assert (report.read, report.loaded, report.feature_count) == (0, 0, 0)
     rows, (version, count), audits = _state(catalogue)
     assert rows == [] and count == 0 and version == loaded[1][0] + 1 and audits == 2
+
+
+def test_orphan_table_in_layerdata_is_a_conflict(catalogue, tmp_path):
+    from gisserver.errors import Conflict
+
+    with catalogue.begin() as conn:
+        conn.execute(text("CREATE TABLE layerdata.mo_coi (id int)"))
+    path = tmp_path / "x.gpkg"
+    parcel_frame(2).to_file(path, driver="GPKG")
+    with pytest.raises(Conflict, match="not in the layer catalogue"):
+        load_layer(catalogue, path, "mo_coi", actor="tester")
+    with catalogue.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM layer WHERE name = 'mo_coi'")).scalar() == 0
