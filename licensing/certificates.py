@@ -449,6 +449,22 @@ def _neighbours(conn: Connection, parcel: dict, at=None) -> list[dict]:
     return out
 
 
+ROAD_SEARCH_M = 40.0
+
+
+def _road_along(conn: Connection, point: Point) -> str | None:
+    """Name of the road whose right of way reaches ``point`` (half its width plus 1 m from the centreline)."""
+    road = schema.road
+    g = to_db(point, multi=False)
+    distance = func.ST_Distance(road.c.geom, g)
+    return conn.execute(
+        select(road.c.name)
+        .where(func.ST_DWithin(road.c.geom, g, ROAD_SEARCH_M), road.c.name.is_not(None),
+               distance <= func.coalesce(road.c.row_width, 0.0) / 2 + 1.0)
+        .order_by(distance).limit(1)
+    ).scalar()
+
+
 def parcel_plan(conn: Connection, parcel_id: int, *, at=None) -> dict:
     """Vertices (numbered, X = N, Y = E), edges with lengths and neighbours (current, or alive at
     ``at``), area, of a parcel version."""
@@ -467,6 +483,8 @@ def parcel_plan(conn: Connection, parcel_id: int, *, at=None) -> dict:
             edges.append({"from": n, "to": first if i == len(ring) - 1 else n + 1,
                           "length": round(math.hypot(e2 - e, n2 - north), 2), "mid": mid,
                           "neighbour": nbr["label"] if nbr else None})
+    for edge in edges:
+        edge["road"] = None if edge["neighbour"] else _road_along(conn, Point(edge["mid"]))
     return {
         "parcel": register.parcel_dict(parcel, with_geometry=False), "geom": parcel["geom"],
         "area": round(parcel["geom"].area, 1), "vertices": vertices, "edges": edges,
@@ -589,7 +607,7 @@ def extract_json(extract: dict) -> dict:
         "plans": [
             {"parcel_id": p["parcel"]["id"], "area": p["area"],
              "vertices": [{k: v[k] for k in ("no", "x", "y")} for v in p["vertices"]],
-             "edges": [{k: e[k] for k in ("from", "to", "length", "neighbour")} for e in p["edges"]],
+             "edges": [{k: e[k] for k in ("from", "to", "length", "neighbour", "road")} for e in p["edges"]],
              "neighbours": [{"id": b["id"], "label": b["label"]} for b in p["neighbours"]]}
             for p in extract["plans"]
         ],

@@ -15,7 +15,7 @@ from licensing import register
 from licensing import tables as lt
 from licensing.dossiers import Actor, create_dossier, transition
 from licensing.records_tables import land_certificate, land_certificate_holder
-from tests.records.helpers import E0, N0, rect
+from tests.records.helpers import E0, N0, add_road, rect
 
 OFFICER = Actor("officer-gcn", "officer")
 ADMIN = Actor("admin-gcn", "admin")
@@ -41,6 +41,7 @@ def land(records_db):
                                 (203, 5, rect(0, 20, 10, 30)), (204, 6, rect(-10, 0, 0, 20))):
             made[no] = register.create_parcel(conn, "officer", ward_code="27001", sheet_no=sheet, parcel_no=no,
                                               geom=geom, land_use="ODT", address="12 Đường số 9")["created"][0]["id"]
+        add_road(conn, [(-50, -6), (50, -6)], name="Đường số 9")  # 16 m right of way along the south side
         husband = register.create_party(conn, "officer", name="Nguyễn Văn An")
         wife = register.create_party(conn, "officer", name="Trần Thị Bình")
         for party in (husband, wife):
@@ -202,6 +203,7 @@ def test_extract_plan_vertices_edges_neighbours(land):
     assert [(e["from"], e["to"], e["length"], e["neighbour"]) for e in plan["edges"]] == [
         (1, 2, 10.0, "203"), (2, 3, 20.0, "202"), (3, 4, 10.0, None), (4, 1, 20.0, "204 (tờ 6)")]
     assert plan["area"] == 200.0
+    assert [e["road"] for e in plan["edges"]] == [None, None, "Đường số 9", None]
     with engine.begin() as conn:  # a later split of a neighbour does not change the issued certificate's extract
         register.split_parcel(conn, "officer", made[202], LineString([(E0 + 15, N0 - 1), (E0 + 15, N0 + 21)]))
         again = gcn.certificate_extract(conn, cert["id"])
