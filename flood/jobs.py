@@ -20,7 +20,7 @@ from geoalchemy2.shape import from_shape
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 
-from flood import outputs
+from flood import outputs, terrain
 from flood.errors import InvalidScenario, RunCancelled
 from flood.scenarios import DEFAULT_SCENARIOS, Scenario
 from flood.solver import Domain, GaugeRecord, Simulation, SolverParams
@@ -203,8 +203,16 @@ def execute_run(engine: Engine, run_id: int, output_dir: str | Path, *, report_e
         z, nodata, dx, transform, crs = _load_dtm(conn, run["raster_id"])
     p = run["params"]
     duration = float(p.get("duration_s", scenario.duration_s))
-    # no-data cells are holes in the DTM: blocked, never flooded
-    domain = Domain(np.where(nodata, 0.0, z), dx, manning=p.get("manning", 0.03), blocked=nodata)
+    z = np.where(nodata, 0.0, z)
+    blocked = nodata  # no-data cells are holes in the DTM: blocked, never flooded
+    if p.get("buildings") in ("blocked", "raised"):
+        with engine.connect() as conn:
+            footprints = terrain.buildings_in(conn, transform, z.shape)
+        if p["buildings"] == "blocked":
+            blocked = blocked | terrain.footprint_mask([g for g, _ in footprints], transform, z.shape)
+        else:
+            z = terrain.raise_buildings(z, footprints, transform)
+    domain = Domain(z, dx, manning=p.get("manning", 0.03), blocked=blocked)
     forcing = scenario.forcing(tide_side=p.get("tide_side", "west"), open_sides=tuple(p.get("open_sides", ())))
     sim = Simulation(domain, forcing, SolverParams(), water_level=p.get("initial_level"))
     gauges = GaugeRecord([tuple(g) for g in p.get("gauges", [])])

@@ -245,3 +245,36 @@ def test_affected_parcels_buildings_and_roads_with_depths(queue, tmp_path):
 
     back = pyogrio.read_dataframe(gpkg)
     assert len(back) == 1 and back.crs is not None
+
+
+def test_buildings_from_the_cadastre_block_or_raise_the_terrain(queue, tmp_path):
+    from shapely.geometry import MultiPolygon
+
+    from flood import terrain
+    from gisserver.schema import building
+
+    engine, raster_id = queue
+    x0, y0 = 602000.0, 1191000.0
+    footprint = MultiPolygon([box(x0 + 40, y0 - 80, x0 + 60, y0 - 60)])  # 4 x 4 cells, in the tidal area
+    with engine.begin() as conn:
+        conn.execute(insert(building), [{"height": 12.0, "geom": from_shape(footprint, srid=CITY_SRID)}])
+        run_id = jobs.submit_run(conn, scenario_key="tide-alert-3", raster_id=raster_id,
+                                 params={"duration_s": 600.0, "buildings": "blocked", "initial_level": 1.6})
+    with engine.connect() as conn:
+        with rasterio.open(tmp_path / "dtm.tif") as src:
+            transform, shape, z = src.transform, src.shape, src.read(1).astype(float)
+        found = terrain.buildings_in(conn, transform, shape)
+    assert len(found) == 1 and found[0][1] == 12.0
+    mask = terrain.footprint_mask([g for g, _ in found], transform, shape)
+    assert mask.sum() == 16 and mask[12:16, 8:12].all()
+    raised = terrain.raise_buildings(z, found, transform)
+    assert np.allclose(raised[mask] - z[mask], 12.0) and np.array_equal(raised[~mask], z[~mask])
+    jobs.claim_next(engine, "w1")
+    result = jobs.execute_run(engine, run_id, tmp_path / "out")
+    with rasterio.open(result["files"]["max_depth"]) as src:
+        depth = src.read(1)
+    assert np.all(np.isnan(depth[mask]))  # blocked: never wet, no value
+    ring = np.zeros(shape, dtype=bool)
+    ring[11:17, 7:13] = True
+    ring &= ~mask
+    assert np.nanmin(depth[ring]) > 0.3  # the water stands around it
