@@ -300,13 +300,18 @@ def _check_supersedes(conn: Connection, procedure: str, supersedes_id, parcel_id
     if procedure == "first_issue":
         if supersedes_id is not None:
             raise InvalidInput("a first issue supersedes nothing; use a re-issue or change registration dossier")
+        # a parcel that is, or comes from (split, merge, adjustment), certified land needs a change registration
+        versions = set(parcel_ids)
+        for pid in parcel_ids:
+            versions |= {e["parent_id"] for e in register.lineage(conn, pid, direction="ancestors")["edges"]}
         clash = conn.execute(
             select(GC.c.certificate_no, GP.c.parcel_id).join(GP, GP.c.certificate_id == GC.c.id)
-            .where(GC.c.status == "valid", GP.c.parcel_id.in_(parcel_ids))
+            .where(GC.c.status == "valid", GP.c.parcel_id.in_(sorted(versions))).order_by(GC.c.id)
         ).first()
         if clash:
             raise RuleViolation(f"parcel version {clash.parcel_id} is on valid certificate {clash.certificate_no}: "
-                                "re-issue or register the change instead")
+                                "re-issue or register the change instead",
+                                details={"certificate_no": clash.certificate_no, "parcel_id": clash.parcel_id})
         return None
     if not is_id(supersedes_id):
         raise InvalidInput(f"a {procedure} names the certificate it supersedes (supersedes_id)")

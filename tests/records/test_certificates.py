@@ -152,6 +152,20 @@ def test_change_registration_of_a_transfer(land):
         assert gcn.get_certificate(conn, first["id"])["status"] == "superseded"
 
 
+def test_split_of_certified_land_needs_a_change_registration(land):
+    engine, made, husband, wife = land
+    with engine.begin() as conn:
+        first = _issue(conn, made[201])
+        split = register.split_parcel(conn, "officer", made[201], LineString([(E0 - 1, N0 + 10), (E0 + 11, N0 + 10)]))
+        children = [c["id"] for c in split["created"]]
+        with pytest.raises(RuleViolation, match=first["certificate_no"]):
+            _issue(conn, children[0], serial="DA 200001")
+        new = _issue(conn, children[0], kind="change_registration", serial="DA 200001", supersedes_id=first["id"])
+        # the rights were carried to the children by the register: the holders follow
+        assert {h["party_id"] for h in new["holders"]} == {husband, wife}
+        assert new["parcels"][0]["area"] == pytest.approx(100)
+
+
 def test_certificates_are_never_edited_in_the_database(land):
     engine, made, husband, _ = land
     with engine.begin() as conn:
