@@ -110,3 +110,31 @@ def test_planner_and_anonymous_cannot_share(client, districts, make_user):
     body = {"agency_id": districts["q1"], "permission": "read"}
     assert client.post("/api/layers/telecom/grants", json=body, headers=auth(planner)).status_code == 403
     assert client.post("/api/layers/telecom/grants", json=body).status_code == 401
+
+
+def test_area_limited_grant_shows_only_the_area(client, districts, catalogue):
+    """A grant on an area (e.g. a district boundary) shows the grantee the features in it only."""
+    far = LineString([(610000.0, 1195000.0), (610100.0, 1195050.0)])  # ~8 km away
+    with catalogue.begin() as conn:
+        conn.execute(insert(schema.telecom).values(kind="fibre duct", operator="Viettel",
+                                                   geom=from_shape(MultiLineString([far]), srid=CITY_SRID)))
+        bump_version(conn, "telecom")
+    to_lonlat = transformer(CITY_SRID, 4326)
+    ring = [to_lonlat.transform(x, y) for x, y in
+            [(603300, 1191300), (603700, 1191300), (603700, 1191700), (603300, 1191700), (603300, 1191300)]]
+    area = {"type": "Polygon", "coordinates": [ring]}
+    resp = client.post("/api/layers/telecom/grants",
+                       json={"agency_id": districts["q1"], "permission": "read", "area": area},
+                       headers=auth(districts["q8_officer"]))
+    assert resp.status_code == 201, resp.json
+    owner_items = client.get("/ogc/collections/telecom/items?f=json", headers=auth(districts["q8_officer"])).json
+    q1_items = client.get("/ogc/collections/telecom/items?f=json", headers=auth(districts["q1_officer"])).json
+    assert {f["properties"]["operator"] for f in owner_items["features"]} == {"VNPT", "Viettel"}
+    assert [f["properties"]["operator"] for f in q1_items["features"]] == ["VNPT"]
+    far_lon, far_lat = to_lonlat.transform(610050.0, 1195025.0)
+    far_hit = client.get(f"/api/identify?lon={far_lon}&lat={far_lat}&layers=telecom&tolerance=5",
+                         headers=auth(districts["q1_officer"]))
+    assert far_hit.status_code == 200 and far_hit.json["features"] == []
+    near_hit = client.get(f"/api/identify?lon={LON}&lat={LAT}&layers=telecom&tolerance=5",
+                          headers=auth(districts["q1_officer"]))
+    assert [f["properties"]["operator"] for f in near_hit.json["features"]] == ["VNPT"]
