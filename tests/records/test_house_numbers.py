@@ -189,3 +189,16 @@ def test_street_from_road_is_oriented_from_the_start(records_db):
         assert point["label"] == n["label"]
     with records_db.connect() as conn:
         assert conn.execute(select(house_number.c.id)).first() is not None
+
+
+def test_street_numbered_the_other_way_and_bad_streets(records_db):
+    with records_db.begin() as conn:
+        left = add_building(conn, 4.5, 2, 7.5, 10)
+        right = add_building(conn, 4.5, -10, 7.5, -2)
+        s = hn.create_street(conn, ACTOR, name="Đường cũ", geom=line((0, 0), (50, 0)), odd_side="right")
+        hn.number_street(conn, ACTOR, s["id"])
+        assert _labels(conn, s["id"]) == {left: "4", right: "3"}
+        for bad in ({"odd_side": "north"}, {"metres_per_number": 0}, {"name": ""},
+                    {"geom": line((0, 0), (10, 10), (10, 0), (0, 10))}, {"geom": line((0, 0), (0.5, 0))}):
+            with pytest.raises(InvalidInput):
+                hn.create_street(conn, ACTOR, **{"name": "X", "geom": line((0, 0), (50, 0)), **bad})
