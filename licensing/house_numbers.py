@@ -578,5 +578,5 @@ __all__ = [
     "Label", "Station", "access_point", "assign_number", "create_alley", "create_street", "first_numbers",
     "get_number", "get_street", "insertion_label", "is_odd_side", "list_numbers", "number_at", "number_street",
     "parse_label", "proportional_number", "renumber", "retire_number", "issue_number_certificate", "station",
-    "street_from_road",
+    "street_from_road", "number_certificate", "render_number_certificate_html",
 ]
