@@ -252,3 +252,30 @@ def test_macdonald_type_long_channel_converges_first_order():
     assert errors[20.0] > errors[10.0] > errors[5.0]
     assert errors[10.0] / errors[5.0] > 1.8
     assert errors[5.0] < 0.0025
+
+
+def test_bad_model_input_is_rejected_with_the_projects_errors():
+    from flood.errors import InvalidScenario
+
+    z = np.zeros((5, 6))
+    blocked = np.zeros((5, 6), dtype=bool)
+    blocked[2, 2] = True
+    cases = [
+        lambda: Boundary("up", "open"),
+        lambda: Boundary("west", "stage"),
+        lambda: Boundary("west", "open", stage=Series([0.0], [1.0])),
+        lambda: Series([0.0, 1.0], [1.0]),
+        lambda: Hyetograph([0.0, 10.0], [-1.0]),
+        lambda: SolverParams(theta=0.0),
+        lambda: Domain(np.where(z == 0, np.nan, z), 1.0),
+        lambda: Domain(z, 0.0),
+        lambda: Simulation(Domain(z, 1.0), h0=-np.ones((5, 6))),
+        lambda: Simulation(Domain(z, 1.0, blocked=blocked),
+                           Forcing(inflows=[PointInflow(2, 2, Series([0.0], [1.0]))])),
+        lambda: Simulation(Domain(z, 1.0), Forcing(boundaries=[Boundary("north", "open", start=3, stop=9)])),
+        lambda: Simulation(Domain(z, 1.0), Forcing(continuing_loss_mm_h=-1.0)),
+    ]
+    for make in cases:
+        with pytest.raises(InvalidScenario) as info:
+            make()
+        assert info.value.status == 400
