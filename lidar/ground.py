@@ -42,8 +42,10 @@ class SMRFParams:
     threshold: float = 0.2
     scalar: float = 0.5
     cut: float = 0.0
-    #: slope of the low-outlier filter on the inverted minimum surface (Pingel: 5)
-    low_slope: float = 5.0
+    #: a measured cell this far (m) below the median of its measured neighbours is a low outlier
+    #: (Pingel uses slope 5 per cell; multipath pits 2-4 m deep then survive and, next to a void,
+    #: flood it with their level)
+    low_drop: float = 1.0
     #: only last (or single) returns can be ground
     last_returns_only: bool = True
     #: points this far below the provisional DEM are low noise (metres)
@@ -116,15 +118,45 @@ def _label_points(z, surface_z, surface_slope, last, threshold, scalar, low_nois
             out[i] = 1
 
 
+@numba.njit(cache=True, nogil=True)
+def _low_cells(z, drop):
+    h, w = z.shape
+    out = np.zeros((h, w), np.bool_)
+    buf = np.empty(8)
+    for i in range(h):
+        for j in range(w):
+            if not np.isfinite(z[i, j]):
+                continue
+            n = 0
+            for di in range(-1, 2):
+                for dj in range(-1, 2):
+                    ii, jj = i + di, j + dj
+                    if (di or dj) and 0 <= ii < h and 0 <= jj < w and np.isfinite(z[ii, jj]):
+                        buf[n] = z[ii, jj]
+                        n += 1
+            if n >= 2:
+                out[i, j] = z[i, j] < np.median(buf[:n]) - drop
+    return out
+
+
+def low_outlier_cells(zmin: np.ndarray, drop: float) -> np.ndarray:
+    """Measured cells lower than the median of their measured 8-neighbours by more than ``drop``.
+
+    Replaces SMRF's low-outlier test (progressive filter on -ZImin, slope 5, one cell), which runs
+    on the void-filled surface and so misses outliers next to voids.
+    """
+    return _low_cells(np.ascontiguousarray(zmin, dtype=np.float64), float(drop))
+
+
 def provisional_dem(zmin: np.ndarray, params: SMRFParams) -> np.ndarray:
     """SMRF's provisional ground surface on the grid of ``zmin`` (NaN = empty cell)."""
     empty = ~np.isfinite(zmin)
     if empty.all():
         return np.full(zmin.shape, np.nan)
-    filled = fill_with_lowest(zmin)
-    low = progressive_filter(-filled, params.cell, params.low_slope, params.cell)
-    # low outliers are removed before the object filter, or their pits spread through the openings
-    surface = fill_with_lowest(zmin, empty | low) if low.any() else filled
+    # low outliers (multipath) are found among measured cells only, then removed before voids are
+    # filled with their lowest neighbour: otherwise one outlier at a canal's edge floods the void
+    low = low_outlier_cells(zmin, params.low_drop)
+    surface = fill_with_lowest(zmin, empty | low)
     if params.cut > 0:
         surface = open_disk(surface, int(math.ceil(params.cut / params.cell)))
     objects = progressive_filter(surface, params.cell, params.slope, params.window)

@@ -67,7 +67,7 @@ def test_heights_against_vendor_classes(delft_buildings, ahn3_points):
     errors = np.array([b.height - r.height for b, r in zip(buildings, ref, strict=True)])
     assert np.median(np.abs(errors)) <= 0.10
     ground = np.array([b.ground_p10 - r.ground_p10 for b, r in zip(buildings, ref, strict=True)])
-    assert np.max(np.abs(ground)) < 0.1
+    assert np.max(np.abs(ground)) < 0.15 and np.median(np.abs(ground)) < 0.01
     for b in buildings:
         assert b.ground_p10 < b.roof_p50 <= b.roof_p70 <= b.roof_p90
         assert 1 <= b.floors <= 5 and 4 < b.height < 14  # Delft: 2-4 storey houses

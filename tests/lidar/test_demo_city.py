@@ -76,10 +76,12 @@ def test_lod1_heights_with_cadastral_footprints(demo_cloud):
     assert np.median(np.abs(roof_err)) <= 0.05 and np.median(np.abs(height_err)) <= 0.30
 
 
-def test_detection_and_known_weakness_at_canal_banks(demo_cloud):
-    """Footprint detection F1 0.957 against the true class 6. Ground: the synthetic canal banks are
-    ~1 m vertical steps from the water; SMRF's slope 0.15 cuts part of the bank (Type I 6.5 %),
-    slope 0.3 keeps most of it (2.1 %) but is worse on the AHN3 city data (TE 2.27 % there).
+def test_detection_and_ground_with_multipath_outliers_next_to_the_canal(demo_cloud):
+    """Footprint detection F1 0.957 against the true class 6; ground TE 0.60 %, kappa 0.988.
+
+    The cloud holds multipath outliers 2-5 m under the ground, some beside the canal: with a 5 m
+    drop (Pingel's slope 5 per cell) they survive, flood the canal void with their level and make
+    the banks a cliff (Type I > 5 %); a 1 m drop on measured cells removes them first.
     """
     _, _, pc, cls, s = demo_cloud
     g = s.grid
@@ -89,9 +91,8 @@ def test_detection_and_known_weakness_at_canal_banks(demo_cloud):
     f = detection_f1((points_in_footprints(buildings, pc.x, pc.y) & above)[scored],
                      (pc.classification == 6)[scored])
     assert f.f1 >= 0.95
-    default = ground_accuracy(cls == 2, pc.classification)
-    steep = classify_ground(pc.x, pc.y, pc.z, pc.return_number, pc.number_of_returns,
-                            params=SMRFParams(slope=0.3)).classification
-    relaxed = ground_accuracy(steep == 2, pc.classification)
-    assert default.type2 < 0.001 and default.type1 < 0.07
-    assert relaxed.type1 < 0.025 and relaxed.kappa > 0.97
+    acc = ground_accuracy(cls == 2, pc.classification)
+    assert acc.total_error < 0.008 and acc.type1 < 0.013 and acc.type2 < 0.001 and acc.kappa > 0.985
+    legacy = classify_ground(pc.x, pc.y, pc.z, pc.return_number, pc.number_of_returns,
+                             params=SMRFParams(low_drop=5.0)).classification
+    assert ground_accuracy(legacy == 2, pc.classification).type1 > 0.05
