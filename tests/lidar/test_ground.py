@@ -19,7 +19,7 @@ def _classify(pc, params=None):
 def test_smrf_on_ahn3_delft_meets_targets(ahn3_points):
     """Scored against AHN3 vendor classes (2 ground vs 1/6/26), water excluded.
 
-    Reached: total error 1.60 %, kappa 0.967 (Type I 0.81 %, Type II 2.17 %); the targets of
+    Reached: total error 1.59 %, kappa 0.967 (Type I 0.81 %, Type II 2.16 %); the targets of
     issue 3 are 2.5 % and 0.94. The bounds below sit just above what we reach, so a regression fails.
     """
     acc = ground_accuracy(_classify(ahn3_points).ground, ahn3_points.classification)
