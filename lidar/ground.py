@@ -25,7 +25,7 @@ import numpy as np
 
 from lidar.grid import GridSpec, cell_min, sample_bilinear
 from lidar.inpaint import fill_missing, fill_with_lowest
-from lidar.morphology import open_disk
+from lidar.morphology import open_disk, openings
 
 GROUND, UNCLASSIFIED, LOW_NOISE, HIGH_NOISE = 2, 1, 7, 18
 
@@ -83,8 +83,8 @@ def progressive_filter(surface: np.ndarray, cell: float, slope: float, window: f
     """Object mask of SMRF's progressive morphological filter."""
     objects = np.zeros(surface.shape, dtype=bool)
     last = surface
-    for radius in range(1, int(math.ceil(window / cell)) + 1):
-        opened = open_disk(surface, radius)
+    radii = range(1, int(math.ceil(window / cell)) + 1)
+    for radius, opened in zip(radii, openings(surface, radii), strict=True):
         objects |= (last - opened) > slope * radius * cell
         last = opened
     return objects

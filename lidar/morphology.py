@@ -77,6 +77,52 @@ def _disk_filter(z, radius, use_min):
     return out
 
 
+@numba.njit(cache=True, nogil=True)
+def _row_extremes(z, max_half, use_min):
+    """rows[w] = sliding min/max of every row of z with half-width w, for w = 0..max_half."""
+    height, width = z.shape
+    out = np.empty((max_half + 1, height, width))
+    size = width + 4 * max_half + 2
+    p = np.empty(size)
+    g = np.empty(size)
+    h = np.empty(size)
+    for w in range(max_half + 1):
+        for i in range(height):
+            _sliding_extreme(z[i], w, out[w, i], use_min, p, g, h)
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _combine_disk(rows, radius, use_min):
+    """Disk filter from precomputed row extremes: min/max over dy of rows[w(dy)][i + dy]."""
+    _, height, width = rows.shape
+    out = rows[int(radius)].copy()  # dy = 0: half-width = radius
+    for dy in range(1, radius + 1):
+        half = int(math.floor(math.sqrt(radius * radius - dy * dy) + 1e-9))
+        src = rows[half]
+        for i in range(height):
+            for k in range(2):
+                s = i - dy if k == 0 else i + dy
+                if s < 0 or s >= height:
+                    continue
+                for j in range(width):
+                    v = src[s, j]
+                    if use_min:
+                        if v < out[i, j]:
+                            out[i, j] = v
+                    elif v > out[i, j]:
+                        out[i, j] = v
+    return out
+
+
+def openings(z: np.ndarray, radii) -> list[np.ndarray]:
+    """Openings of ``z`` with disks of each radius; the erosions share their row passes."""
+    z = np.ascontiguousarray(z, dtype=np.float64)
+    radii = [int(r) for r in radii]
+    rows = _row_extremes(z, max(radii), True)
+    return [dilate_disk(_combine_disk(rows, r, True), r) if r > 0 else z.copy() for r in radii]
+
+
 def erode_disk(z: np.ndarray, radius: int) -> np.ndarray:
     return _disk_filter(np.ascontiguousarray(z, dtype=np.float64), int(radius), True)
 

@@ -93,3 +93,11 @@ def test_accuracy_measures():
     assert cohen_kappa(pred[:8], ref[:8] == 2) == pytest.approx(0.5)
     f1 = detection_f1(np.array([1, 1, 0, 0], bool), np.array([1, 0, 1, 0], bool))
     assert f1.precision == 0.5 and f1.recall == 0.5 and f1.f1 == 0.5
+
+
+def test_shared_openings_equal_separate_openings():
+    from lidar.morphology import openings
+
+    z = np.random.default_rng(11).normal(size=(60, 45))
+    for radius, opened in zip(range(1, 10), openings(z, range(1, 10)), strict=True):
+        np.testing.assert_array_equal(opened, open_disk(z, radius))
