@@ -51,17 +51,25 @@ def browser():
 class PageWatch:
     """What a page did: console errors, page errors, failed requests, tile responses."""
 
-    def __init__(self, page, allowed_statuses=()):
+    def __init__(self, page):
         self.page = page
         self.errors: list[str] = []
         self.tiles: list[tuple[str, int]] = []
-        self.allowed_statuses = set(allowed_statuses)
+        self.allowed_urls: list[str] = []
         page.on("console", self._console)
         page.on("pageerror", lambda exc: self.errors.append(f"page error: {exc}"))
         page.on("requestfailed", self._failed)
         page.on("response", self._response)
 
+    def allow(self, url_part: str):
+        """Expect an error answer from a URL containing ``url_part`` (e.g. a lookup that finds nothing):
+        the browser logs "Failed to load resource" for it, which is not a fault of the page."""
+        self.allowed_urls.append(url_part)
+
     def _console(self, msg):
+        url = (msg.location or {}).get("url", "")
+        if any(part in url for part in self.allowed_urls) and msg.text.startswith("Failed to load resource"):
+            return
         if msg.type in ("error", "assert"):
             self.errors.append(f"console.{msg.type}: {msg.text} @ {msg.location}")
 

@@ -131,6 +131,10 @@ def test_dossier_transition_and_public_status_page(page, demo, make_user, live_s
     page.goto("/tra-cuu")
     page.wait_for_selector("body[data-ready='true']")
     assert page.locator("h1").inner_text() == "Tra cứu tình trạng hồ sơ"
+    page.watch.allow("/public/dossiers/HS2026-ZZZZZZZZ")
+    page.fill("#dossier-code", "HS2026-ZZZZZZZZ")
+    page.click("#status-form button[type=submit]")
+    expect(page.locator("#status-message")).to_have_text("Không tìm thấy hồ sơ có mã HS2026-ZZZZZZZZ.")
     page.fill("#dossier-code", code)
     page.click("#status-form button[type=submit]")
     page.wait_for_selector("#status-result:not([hidden])")
