@@ -292,6 +292,7 @@ COMMAND_MODULES: list[str] = [
     "gisserver.cli_tiles",
     "gisserver.cli_licensing",
     "gisserver.cli_layers",
+    "gisserver.cli_lidar",
 ]
 
 

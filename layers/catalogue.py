@@ -204,7 +204,8 @@ def bump_version(conn: Connection, name: str) -> int:
         .values(
             data_version=schema.layer.c.data_version + 1,
             feature_count=stats[0],
-            extent=func.ST_Envelope(extent) if extent is not None else None,
+            # a single point or an axis-parallel line has a degenerate envelope: widen it a hair
+            extent=func.ST_Envelope(func.ST_Expand(extent, 1e-7)) if extent is not None else None,
             updated_at=func.now(),
         )
         .returning(schema.layer.c.data_version)
