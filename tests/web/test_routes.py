@@ -65,3 +65,9 @@ def test_vietnamese_and_english_catalogues_match():
     # Vietnamese text is written with its diacritics (precomposed, as typed on a Vietnamese keyboard)
     assert all(unicodedata.is_normalized("NFC", v) for v in vi.values())
     assert vi["landuse.ODT"] == "Đất ở tại đô thị" and vi["tab.layers"] == "Lớp bản đồ"
+
+
+def test_every_compliance_rule_has_a_vietnamese_title():
+    checks = json.loads((PROJECT_ROOT / "licensing" / "data" / "checks.json").read_text(encoding="utf-8"))
+    vi = json.loads((PROJECT_ROOT / "web" / "src" / "i18n" / "vi.json").read_text(encoding="utf-8"))
+    assert [rule for rule in checks if f"check.{rule}" not in vi] == []
