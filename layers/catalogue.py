@@ -21,6 +21,15 @@ from gisserver.security import Principal, can_edit, can_read
 LAYER_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 # columns that are storage details, not feature properties
 HIDDEN_COLUMNS = frozenset({"geom", "geom_3857", "attributes"})
+# personal data (Decree 13/2023 on personal data protection): shown to staff only, in every service
+PERSONAL_COLUMNS = {"parcel": frozenset({"owner_name"})}
+
+
+def personal_columns(info: LayerInfo, principal: Principal | None) -> frozenset[str]:
+    """Columns of the layer this caller may not see (empty for staff)."""
+    if principal is not None and principal.is_staff:
+        return frozenset()
+    return PERSONAL_COLUMNS.get(info.table_name, frozenset()) if info.kind == "canonical" else frozenset()
 
 
 @dataclass(frozen=True)

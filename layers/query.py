@@ -57,6 +57,7 @@ from layers.catalogue import (
     grants_column,
     layer_table,
     list_layers,
+    personal_columns,
     property_columns,
     readable_from_row,
 )
@@ -174,6 +175,9 @@ def open_layer(conn: Connection, name: str, principal: Principal | None) -> Laye
     source = source_for(conn, info)
     if principal is not None and info.area_limited_for(principal):
         source = replace(source, restrict=access_area_clause(info, principal, source.geom))
+    private = personal_columns(info, principal)
+    if private:
+        source = replace(source, columns={k: c for k, c in source.columns.items() if k not in private})
     return source
 
 
@@ -699,6 +703,11 @@ def _identify_one(conn, name, params, principal, out) -> list[dict]:
             principal, head["__layer_access"], head["__layer_owner"], head["__layer_grants"])):
         raise NotFound(f"no layer named {name!r}")
     features = [feature_from_row(plan.source, row) for row in rows if row["__id"] is not None]
+    private = personal_columns(plan.source.info, principal)
+    if private:
+        for f in features:
+            for key in private:
+                f["properties"].pop(key, None)
     if principal is not None and head["__layer_access"] == "restricted" and features:
         features = _within_granted_area(conn, name, principal, features)
     return features

@@ -30,4 +30,5 @@ OPTIONAL_BLUEPRINTS: list[str] = [
     "gisserver.api.licensing",
     "gisserver.api.uploads",
     "gisserver.api.records",
+    "gisserver.api.flood",
 ]
