@@ -267,6 +267,45 @@ def demo_lidar(out_path, density, seed):
     click.echo(f"{len(points['x'])} points written to {out}")
 
 
+@demo.command("terrain")
+@click.option("--if-missing", is_flag=True, help="only when the demo DTM is not registered yet")
+@click.option("--resolution", default=2.0, show_default=True, type=float, help="DTM cell size, metres")
+def demo_terrain(if_missing, resolution):
+    """LiDAR -> DTM of the demo area: synthesise the cloud, classify ground, build and register the
+    DTM, DSM, nDSM and hillshade (the terrain the flood model runs on)."""
+    from pathlib import Path
+
+    from sqlalchemy import select
+
+    from gisserver import schema
+    from gisserver.crs import CITY_SRID, CITY_VERTICAL_DATUM
+    from layers import demo as demo_data
+    from layers import demo_lidar as lidar_synth
+    from lidar import jobs
+
+    settings = _settings()
+    engine = _engine()
+    prefix = "demo_q8"
+    with engine.connect() as conn:
+        exists = conn.execute(select(schema.raster.c.id).where(schema.raster.c.name == f"{prefix}_dtm")).first()
+    if exists and if_missing:
+        click.echo("demo terrain already registered")
+        return
+    if exists:
+        raise click.UsageError(f"{prefix}_dtm is registered already; remove it from the raster catalogue first")
+    cloud = Path(settings.var_dir) / "demo" / "demo_q8.laz"
+    if not cloud.exists():
+        click.echo("synthesising the demo LiDAR cloud ...")
+        lidar_synth.write_las(lidar_synth.synthesize(demo_data.generate()), cloud)
+    with engine.begin() as conn:
+        job_id = jobs.submit_processing_job(
+            conn, sources=[{"path": str(cloud), "crs": None, "vertical_datum": CITY_VERTICAL_DATUM}],
+            prefix=prefix, tile_size=500.0, resolution=resolution, target_srid=CITY_SRID, owner="demo")
+    click.echo(f"processing the cloud (job {job_id}) ...")
+    jobs.run_processing_job(engine, job_id, Path(settings.raster_dir) / prefix, n_workers=1)
+    click.echo(f"demo terrain registered: {prefix}_dtm, {prefix}_dsm, {prefix}_ndsm, {prefix}_hillshade")
+
+
 # --- serving -------------------------------------------------------------------------------------
 @main.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)

@@ -100,7 +100,7 @@ class EmbeddedCluster:
             return False
         self.socket_dir.mkdir(parents=True, exist_ok=True)
         self._chown(self.socket_dir)
-        self._run(
+        result = self._run(
             [
                 _bin("pg_ctl"),
                 "-D", str(self.data_dir),
@@ -108,8 +108,19 @@ class EmbeddedCluster:
                 "-o", f"-p {self.port}",
                 "-w", "-t", str(int(timeout)),
                 "start",
-            ]
+            ],
+            check=False,
         )
+        if result.returncode != 0:
+            # another process (a second CLI call, a test fixture) may have started it meanwhile
+            try:
+                self._wait_ready(5)
+            except DatabaseUnavailable:
+                raise DatabaseUnavailable(
+                    f"PostgreSQL did not start: {(result.stderr or result.stdout).strip()[-2000:]} "
+                    f"(log: {self.log_file})"
+                ) from None
+            return False
         self._wait_ready(timeout)
         return True
 

@@ -36,13 +36,13 @@ def test_dev_run_serves_the_demo(tmp_path):
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 300
+        deadline = time.monotonic() + 600  # first run: demo data, LiDAR -> DTM
         while True:
             assert proc.poll() is None, (tmp_path / "run.log").read_text()
             try:
-                if requests.get(base + "/health", timeout=2).status_code == 200:
+                if requests.get(base + "/health", timeout=10).status_code == 200:
                     break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # not listening yet, or still booting
                 pass
             assert time.monotonic() < deadline, (tmp_path / "run.log").read_text()
             time.sleep(0.5)
@@ -50,8 +50,17 @@ def test_dev_run_serves_the_demo(tmp_path):
         assert health["status"] == "ok" and health["postgis"].startswith("3.")
         output = (tmp_path / "run.log").read_text()
         assert "demo data loaded" in output and "parcel 6" in output
+        assert "demo terrain registered" in output
+        # the demo is queryable: a parcel of the generated neighbourhood, its DTM, the flood worker
+        items = requests.get(base + "/ogc/collections/parcels/items?f=json&limit=1", timeout=10).json()
+        assert items["numberMatched"] > 6000
+        rasters = {r["name"] for r in requests.get(base + "/api/rasters", timeout=10).json()["rasters"]}
+        assert {"demo_q8_dtm", "demo_q8_hillshade"} <= rasters
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:  # it already exited (the assertion above says why)
+            pass
         proc.wait(timeout=30)
         log.close()
         subprocess.run([str(PROJECT_ROOT / ".venv" / "bin" / "gisserver"), "db", "stop"], env=env,

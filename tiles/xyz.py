@@ -17,7 +17,7 @@ from rio_tiler.colormap import cmap
 from rio_tiler.errors import TileOutsideBounds
 from rio_tiler.io import Reader
 from rio_tiler.models import ImageData
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
 from gisserver import schema
@@ -77,6 +77,25 @@ def get_raster(conn: Connection, name: str, principal: Principal | None, raster_
         path = Path(raster_root) / path
     return RasterInfo(row["id"], row["name"], row["kind"], path, row["access_level"], row["data_version"],
                       row["nodata"])
+
+
+def list_rasters(conn: Connection, principal: Principal | None) -> list[dict]:
+    """Rasters the caller may read (name, kind, resolution, datum, extent in lon/lat), newest first."""
+    r = schema.raster
+    rows = conn.execute(
+        select(r.c.name, r.c.kind, r.c.resolution, r.c.vertical_datum, r.c.access_level, r.c.created_at,
+               func.ST_XMin(func.ST_Transform(r.c.footprint, 4326)).label("west"),
+               func.ST_YMin(func.ST_Transform(r.c.footprint, 4326)).label("south"),
+               func.ST_XMax(func.ST_Transform(r.c.footprint, 4326)).label("east"),
+               func.ST_YMax(func.ST_Transform(r.c.footprint, 4326)).label("north"))
+        .order_by(r.c.created_at.desc(), r.c.id.desc())
+    ).mappings()
+    return [
+        {"name": row["name"], "kind": row["kind"], "resolution": row["resolution"],
+         "vertical_datum": row["vertical_datum"], "created_at": row["created_at"].isoformat(),
+         "bounds": [row["west"], row["south"], row["east"], row["north"]]}
+        for row in rows if principal is None or can_read(principal, row["access_level"])
+    ]
 
 
 def ramp_for(info: RasterInfo, style: str) -> Ramp:

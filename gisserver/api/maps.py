@@ -156,6 +156,18 @@ def wmts_rest_tile(layer: str, style: str, tms_id: str, z: str, row: str, col: s
 
 # --- raster tiles and legends ----------------------------------------------------------------
 
+@bp.get("/api/rasters")
+def rasters():
+    """Raster products the caller may read (DTM, DSM, nDSM, hillshade, flood depth ...)."""
+    from tiles import xyz
+
+    with services().engine.connect() as conn:
+        items = xyz.list_rasters(conn, principal())
+    for item in items:
+        item["tiles"] = f"{_base_url()}/raster/{item['name']}/{{z}}/{{x}}/{{y}}.png"
+    return {"rasters": items}
+
+
 @bp.get("/raster/<name>/<z>/<x>/<y>.<ext>")
 def raster_tile(name: str, z: str, x: str, y: str, ext: str):
     from tiles import xyz
