@@ -330,16 +330,12 @@ def revoke(conn: Connection, actor: str, allocation_id: int, *, reason: str) -> 
         raise Conflict(f"allocation {allocation_id} is {row.status} already")
     conn.execute(update(A).where(A.c.id == allocation_id).values(status="revoked", revoked_at=func.now(),
                                                                  revoked_reason=reason))
-    # TODO(licensing): an end_rrr() in licensing.register would own this write
     R = lt.rrr
-    ended = conn.execute(
-        update(R).where(R.c.source_id == row.source_id, R.c.end_lifespan.is_(None)).values(end_lifespan=func.now())
-        .returning(R.c.id, R.c.parcel_id)
-    ).all()
-    for rrr_id, parcel_id in ended:
-        audit.record(conn, actor=actor, action="rrr.end", target_type="parcel", target_id=parcel_id,
-                     after={"rrr_id": rrr_id}, detail={"allocation_id": allocation_id, "reason": reason})
+    ended = list(conn.execute(
+        select(R.c.id).where(R.c.source_id == row.source_id, R.c.end_lifespan.is_(None)).order_by(R.c.id)
+    ).scalars())
+    register.end_rrr(conn, actor, ended, reason=f"allocation {allocation_id} revoked: {reason}"[:500])
     audit.record(conn, actor=actor, action="land_allocation.revoke", target_type="land_allocation",
                  target_id=allocation_id, before={"status": "active"}, after={"status": "revoked"},
-                 detail={"reason": reason, "rights_ended": [r[0] for r in ended]})
+                 detail={"reason": reason, "rights_ended": ended})
     return get_allocation(conn, allocation_id)

@@ -247,11 +247,7 @@ def _transfer_rights(conn: Connection, actor: str, parcel_ids: list[int], rights
                                              "reference": transfer["reference"],
                                              "issued_on": _iso(transfer.get("issued_on")),
                                              "description": "transfer registered on a land-use right certificate"})
-    # TODO(licensing): an end_rrr() in licensing.register would own this write
-    conn.execute(update(R).where(R.c.id.in_([r["id"] for r in rights])).values(end_lifespan=func.now()))
-    for r in rights:
-        audit.record(conn, actor=actor, action="rrr.end", target_type="parcel", target_id=r["parcel_id"],
-                     after={"rrr_id": r["id"]}, detail={"transfer": transfer["reference"]})
+    register.end_rrr(conn, actor, [r["id"] for r in rights], reason=f"transfer {transfer['reference']}"[:500])
     for parcel_id in parcel_ids:
         kept = [r for r in rights if r["parcel_id"] == parcel_id]
         right_type = kept[0]["type"] if kept else "land_use_right"
