@@ -70,18 +70,19 @@ def db_engine(database_url):
     engine.dispose()
 
 
-# tables holding data (not code lists); emptied by clean_db
+# tables holding data (not code lists); emptied by clean_db (CASCADE reaches the tables that
+# reference them: register, dossiers, records)
 DATA_TABLES = (
     "api_token", "app_user", "agency", "audit_log", "layer", "parcel", "building", "road",
     "red_line", "drainage", "water_supply", "power_line", "telecom", "tree", "park", "water_body",
-    "underground_work", "zoning_zone", "raster", "job",
+    "underground_work", "zoning_zone", "raster", "job", "flood_scenario", "flood_run", "flood_extent",
+    "lidar_file", "lidar_tile",
 )
 
 
-@pytest.fixture
-def clean_db(db_engine):
-    """Empty every data table (and generic layers) before the test."""
-    with db_engine.begin() as conn:
+def empty_database(engine) -> None:
+    """Empty every data table and the generic layers (a fresh catalogue for the next test)."""
+    with engine.begin() as conn:
         existing = set(
             conn.execute(
                 text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
@@ -93,6 +94,12 @@ def clean_db(db_engine):
         conn.execute(text("TRUNCATE " + ", ".join(tables) + " RESTART IDENTITY CASCADE"))
         conn.execute(text("DROP SCHEMA IF EXISTS layerdata CASCADE"))
         conn.execute(text("CREATE SCHEMA layerdata"))
+
+
+@pytest.fixture
+def clean_db(db_engine):
+    """Empty every data table (and generic layers) before the test."""
+    empty_database(db_engine)
     return db_engine
 
 

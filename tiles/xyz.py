@@ -75,6 +75,8 @@ def get_raster(conn: Connection, name: str, principal: Principal | None, raster_
     path = Path(row["path"])
     if not path.is_absolute():
         path = Path(raster_root) / path
+    if not path.exists():
+        raise NotFound(f"the file of raster {name!r} is missing on the server")
     return RasterInfo(row["id"], row["name"], row["kind"], path, row["access_level"], row["data_version"],
                       row["nodata"])
 

@@ -8,14 +8,18 @@ import pytest
 
 from gisserver.crs import CITY_SRID, transformer
 from gisserver.errors import InvalidParameter
+from gisserver.security import Principal
 from layers import cql
 from layers import query as q
 from tests.features.conftest import X0, Y0
 
+# an officer: the land user's name is a queryable only for staff
+OFFICER = Principal(1, "officer", "officer")
+
 
 def run(engine, text=None, lang=None, **search):
     with engine.connect() as conn:
-        source = q.open_layer(conn, "parcels", None)
+        source = q.open_layer(conn, "parcels", OFFICER)
         page = q.search_features(conn, source, q.Search(filter=cql.parse_filter(text, lang), **search))
     return [f["id"] for f in page.features]
 

@@ -97,7 +97,8 @@ def test_identify_respects_access_levels(client, sample, make_user):
 def test_parcel_lookup(client, sample):
     resp = client.get("/api/parcels/lookup?ward=26734&sheet=5&parcel=1")
     assert resp.status_code == 200
-    assert resp.json["id"] == 1 and resp.json["properties"]["owner_name"] == "Nguyễn Văn An"
+    assert resp.json["id"] == 1 and resp.json["properties"]["address"] == "Số 1 Lê Lợi, Phường Bến Thành"
+    assert "owner_name" not in resp.json["properties"]
     assert client.get("/api/parcels/lookup?ward=26734&sheet=5&parcel=77").status_code == 404
     assert client.get("/api/parcels/lookup?ward=26734&sheet=x&parcel=1").status_code == 400
     assert client.get("/api/parcels/lookup?sheet=5&parcel=1").status_code == 400

@@ -31,7 +31,9 @@ TILE_RE = re.compile(r"/tiles/[a-z_]+/\d+/\d+/\d+\.mvt$")
 def demo(db_engine, app):
     """The demo neighbourhood (Quận 8) loaded into the test database; returns the DemoData."""
     from layers import demo as demo_module
+    from tests.conftest import empty_database
 
+    empty_database(db_engine)  # nothing left over by other packages' tests (rasters, layers)
     data = demo_module.generate()
     demo_module.load(db_engine, data)
     return data
