@@ -307,18 +307,26 @@ def _create_tables() -> None:
     )
 
 
+def _literal(name: str) -> str:
+    """A fixed column name as an SQL string literal (names are [a-z_] only)."""
+    if not name.replace("_", "").isalpha() or not name.islower():
+        raise ValueError(f"unexpected column name {name!r}")
+    return "'" + name + "'"
+
+
 def _create_triggers() -> None:
     op.execute(GUARD_FUNCTION)
     op.execute(CHILD_GUARD_FUNCTION)
     op.execute(SHARES_FUNCTION)
+    quote = op.get_bind().dialect.identifier_preparer.quote
     for table, allowed in GUARDED.items():
-        # trigger arguments are string literals of fixed, code-defined column names
-        args = ", ".join(f"'{column}'" for column in allowed)
-        op.execute(f"CREATE TRIGGER records_guard BEFORE UPDATE OR DELETE ON {table} "
-                   f"FOR EACH ROW EXECUTE FUNCTION records_guard({args})")
+        # identifiers and trigger arguments are fixed, code-defined names, quoted by the dialect
+        args = ", ".join(_literal(column) for column in allowed)
+        op.execute("CREATE TRIGGER records_guard BEFORE UPDATE OR DELETE ON " + quote(table)
+                   + " FOR EACH ROW EXECUTE FUNCTION records_guard(" + args + ")")
     for table in CHILDREN:
-        op.execute(f"CREATE TRIGGER certificate_child_guard BEFORE INSERT OR UPDATE OR DELETE ON {table} "
-                   "FOR EACH ROW EXECUTE FUNCTION certificate_child_guard()")
+        op.execute("CREATE TRIGGER certificate_child_guard BEFORE INSERT OR UPDATE OR DELETE ON " + quote(table)
+                   + " FOR EACH ROW EXECUTE FUNCTION certificate_child_guard()")
     op.execute("CREATE CONSTRAINT TRIGGER certificate_complete AFTER INSERT ON land_certificate "
                "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION certificate_complete()")
 
@@ -330,10 +338,11 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.execute("DROP TRIGGER IF EXISTS certificate_complete ON land_certificate")
+    quote = op.get_bind().dialect.identifier_preparer.quote
     for table in CHILDREN:
-        op.execute(f"DROP TRIGGER IF EXISTS certificate_child_guard ON {table}")
+        op.execute("DROP TRIGGER IF EXISTS certificate_child_guard ON " + quote(table))
     for table in GUARDED:
-        op.execute(f"DROP TRIGGER IF EXISTS records_guard ON {table}")
+        op.execute("DROP TRIGGER IF EXISTS records_guard ON " + quote(table))
     op.execute("DROP FUNCTION IF EXISTS certificate_complete()")
     op.execute("DROP FUNCTION IF EXISTS certificate_child_guard()")
     op.execute("DROP FUNCTION IF EXISTS records_guard()")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import MetaData, Table, select, text
 
 from gisserver.errors import InvalidFile, InvalidGeometry, RuleViolation
 from layers.ingest import load_layer
@@ -12,7 +12,8 @@ from tests.layers.conftest import PARCEL_MAP, parcel_frame
 
 def _state(engine, table="parcel"):
     with engine.connect() as conn:
-        rows = conn.execute(text(f"SELECT parcel_no, address FROM {table} ORDER BY parcel_no")).all()  # noqa: S608
+        t = Table(table, MetaData(), autoload_with=conn)
+        rows = conn.execute(select(t.c.parcel_no, t.c.address).order_by(t.c.parcel_no)).all()
         layer = conn.execute(text("SELECT data_version, feature_count FROM layer WHERE name = 'parcels'")).one()
         audits = conn.execute(text("SELECT count(*) FROM audit_log WHERE action = 'layer.load'")).scalar()
     return [tuple(r) for r in rows], tuple(layer), audits
