@@ -84,7 +84,8 @@ def mapserver(url: str):
     with tempfile.TemporaryDirectory() as root:
         Path(root, "bench.map").write_text(MAPFILE.format(host=u.host, port=u.port, db=u.database, user=u.username))
         # MapServer 8 reads a config file; its ENV section names the mapfile
-        Path(root, "mapserver.conf").write_text(f'CONFIG\n  ENV\n    MS_MAPFILE "{root}/bench.map"\n  END\nEND\n')
+        config = f'CONFIG\n  ENV\n    MS_MAPFILE "{root}/bench.map"\n  END\nEND\n'
+        Path(root, "mapserver.conf").write_text(config)
         port = free_port()
         Path(root, "lighttpd.conf").write_text(LIGHTTPD.format(root=root, port=port))
         proc = subprocess.Popen(["lighttpd", "-D", "-f", str(Path(root, "lighttpd.conf"))],
