@@ -33,6 +33,11 @@ class CatalogueSnapshot:
         with self._lock:
             self._layers, self._loaded = layers, time.monotonic()
 
+    def invalidate(self) -> None:
+        """Forget the copy (after an access change in this process; other workers follow within ttl)."""
+        with self._lock:
+            self._loaded = float("-inf")
+
     def layer(self, name: str, principal: Principal | None) -> LayerInfo:
         """The layer as of at most ``ttl`` seconds ago; unreadable or unknown -> NotFound."""
         if self.ttl <= 0:

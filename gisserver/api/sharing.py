@@ -42,6 +42,7 @@ def create_grant(name):
     area_srid = parse_crs("area_crs", body.get("area_crs"), default=4326)
     with services().engine.begin() as conn:
         result = sharing.grant(conn, name, agency_id, permission, principal(), area_geojson=area, area_srid=area_srid)
+    _access_changed()
     return jsonify(result), 201
 
 
@@ -50,4 +51,13 @@ def create_grant(name):
 def revoke_grant(name, grant_id):
     with services().engine.begin() as conn:
         sharing.revoke(conn, name, grant_id, principal())
+    _access_changed()
     return "", 204
+
+
+def _access_changed() -> None:
+    """Map services keep a copy of the catalogue per worker (tiles.snapshot): drop this worker's copy
+    now; the other workers see the change within their copy's lifetime (1 s)."""
+    from gisserver.api.maps import catalogue_snapshot
+
+    catalogue_snapshot().invalidate()
