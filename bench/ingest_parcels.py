@@ -17,7 +17,6 @@ import io
 import os
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -25,8 +24,12 @@ import shapely
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from gisserver import migrate  # noqa: E402
 from gisserver.config import PROJECT_ROOT  # noqa: E402
 from gisserver.crs import CITY_SRID, transformer  # noqa: E402
+from gisserver.db import make_engine, scratch_database  # noqa: E402
+from layers.catalogue import sync_canonical_layers  # noqa: E402
+from layers.ingest import load_layer  # noqa: E402
 
 TARGET_SECONDS = 60.0
 FIELD_MAPPING = {
@@ -95,23 +98,13 @@ def write_parcels_gpkg(path: Path, n: int, *, srid: int = 4326, seed: int = 7) -
     return path
 
 
-def _scratch_database():
-    import psycopg2
-
+def _embedded_server() -> str:
     from gisserver.config import Settings
     from gisserver.pgcluster import cluster_from_settings
 
     cluster = cluster_from_settings(Settings.from_env())
     cluster.start()
-    template = cluster.url("{db}").replace("%7Bdb%7D", "{db}")
-    name = f"gisserver_bench_{uuid.uuid4().hex[:8]}"
-    admin = psycopg2.connect(template.format(db="postgres"))
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute("SELECT quote_ident(%s)", (name,))
-        ident = cur.fetchone()[0]
-        cur.execute("CREATE DATABASE " + ident + " TEMPLATE template0 ENCODING 'UTF8'")
-    return admin, ident, template.format(db=name)
+    return cluster.url("postgres")
 
 
 def _read_baseline(path: Path) -> tuple[float, int]:
@@ -181,11 +174,6 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=1_000_000, help="number of parcels")
     args = parser.parse_args()
 
-    from gisserver import migrate
-    from gisserver.db import make_engine
-    from layers.catalogue import sync_canonical_layers
-    from layers.ingest import load_layer
-
     path = PROJECT_ROOT / "var" / "bench" / f"parcels_{args.n}.gpkg"
     if not path.exists():
         t0 = time.perf_counter()
@@ -194,7 +182,11 @@ def main() -> None:
     print(f"machine load average before the run: {os.getloadavg()[0]:.1f} (2 cores, shared)")
     print(f"input: {path.name}, {path.stat().st_size / 1e6:.0f} MB, {args.n:,} parcels in EPSG:4326")
 
-    admin, ident, url = _scratch_database()
+    with scratch_database(_embedded_server(), "gisserver_bench") as url:
+        _measure(path, url)
+
+
+def _measure(path: Path, url: str) -> None:
     engine = make_engine(url, pool_size=1)  # one pooled connection: the load runs on the backend we watch
     try:
         migrate.upgrade(engine)
@@ -210,9 +202,6 @@ def main() -> None:
         count, per_query, plan = _queryable(engine)
     finally:
         engine.dispose()
-        with admin.cursor() as cur:
-            cur.execute("DROP DATABASE IF EXISTS " + ident + " WITH (FORCE)")
-        admin.close()
 
     s = report.seconds
     total = s["total"]

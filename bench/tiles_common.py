@@ -11,7 +11,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -30,39 +29,26 @@ def free_port() -> int:
 @contextmanager
 def demo_database():
     """(url, engine) of a fresh database migrated to head with the demo data loaded; dropped after."""
-    import psycopg2
-
     from gisserver import migrate
     from gisserver.config import Settings
-    from gisserver.db import make_engine
+    from gisserver.db import make_engine, scratch_database
     from gisserver.pgcluster import cluster_from_settings
     from layers import demo
 
     cluster = cluster_from_settings(Settings.from_env())
     cluster.start()
-    template = cluster.url("{db}").replace("%7Bdb%7D", "{db}")
-    name = f"gisserver_bench_{uuid.uuid4().hex[:8]}"
-    admin = psycopg2.connect(template.format(db="postgres"))
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute("SELECT quote_ident(%s)", (name,))
-        ident = cur.fetchone()[0]
-        cur.execute("CREATE DATABASE " + ident + " TEMPLATE template0 ENCODING 'UTF8'")
-    url = template.format(db=name)
-    engine = make_engine(url, pool_size=2)
-    try:
-        migrate.upgrade(engine)
-        demo.load(engine, demo.generate(seed=2026))
-        with engine.begin() as conn:
-            from sqlalchemy import text
+    with scratch_database(cluster.url("postgres"), "gisserver_bench") as url:
+        engine = make_engine(url, pool_size=2)
+        try:
+            migrate.upgrade(engine)
+            demo.load(engine, demo.generate(seed=2026))
+            with engine.begin() as conn:
+                from sqlalchemy import text
 
-            conn.execute(text("ANALYZE"))
-        yield url, engine
-    finally:
-        engine.dispose()
-        with admin.cursor() as cur:
-            cur.execute("DROP DATABASE IF EXISTS " + ident + " WITH (FORCE)")
-        admin.close()
+                conn.execute(text("ANALYZE"))
+            yield url, engine
+        finally:
+            engine.dispose()
 
 
 @contextmanager

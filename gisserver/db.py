@@ -66,3 +66,47 @@ def raw_connection(engine: Engine):
         raise
     finally:
         conn.close()
+
+
+def database_url_for(server_url: str, database: str) -> str:
+    """The same server and credentials, another database."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(server_url).set(database=database).render_as_string(hide_password=False)
+
+
+def _admin(server_url: str, statement: str, name: str) -> None:
+    """Run a CREATE/DROP DATABASE (no transaction) with the name quoted by the server itself."""
+    import psycopg2
+
+    conn = psycopg2.connect(database_url_for(server_url, "postgres"))
+    try:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("SELECT quote_ident(%s)", (name,))
+            cur.execute(statement.replace("{ident}", cur.fetchone()[0]))
+    finally:
+        conn.close()
+
+
+def create_database(server_url: str, name: str) -> str:
+    """Create database ``name`` (UTF-8, from template0) on the server; returns its URL."""
+    _admin(server_url, "CREATE DATABASE {ident} TEMPLATE template0 ENCODING 'UTF8'", name)
+    return database_url_for(server_url, name)
+
+
+def drop_database(server_url: str, name: str) -> None:
+    _admin(server_url, "DROP DATABASE IF EXISTS {ident} WITH (FORCE)", name)
+
+
+@contextmanager
+def scratch_database(server_url: str, prefix: str):
+    """A new database for tests or benchmarks, dropped afterwards; yields its URL."""
+    import uuid
+
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    url = create_database(server_url, name)
+    try:
+        yield url
+    finally:
+        drop_database(server_url, name)

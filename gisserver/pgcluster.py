@@ -143,18 +143,18 @@ class EmbeddedCluster:
         """Create the database (with PostGIS) if missing; return its URL."""
         import psycopg2
 
+        from gisserver.db import create_database
+
         name = name or self.database
         conn = psycopg2.connect(self.url("postgres"))
         try:
-            conn.autocommit = True
             with conn.cursor() as cur:
                 cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
-                if cur.fetchone() is None:
-                    # identifiers cannot be bound; quote them with the server's own function
-                    cur.execute("SELECT quote_ident(%s)", (name,))
-                    cur.execute("CREATE DATABASE " + cur.fetchone()[0] + " TEMPLATE template0 ENCODING 'UTF8'")
+                missing = cur.fetchone() is None
         finally:
             conn.close()
+        if missing:
+            create_database(self.url("postgres"), name)
         conn = psycopg2.connect(self.url(name))
         try:
             conn.autocommit = True
@@ -163,18 +163,6 @@ class EmbeddedCluster:
         finally:
             conn.close()
         return self.url(name)
-
-    def drop_database(self, name: str) -> None:
-        import psycopg2
-
-        conn = psycopg2.connect(self.url("postgres"))
-        try:
-            conn.autocommit = True
-            with conn.cursor() as cur:
-                cur.execute("SELECT quote_ident(%s)", (name,))
-                cur.execute("DROP DATABASE IF EXISTS " + cur.fetchone()[0] + " WITH (FORCE)")
-        finally:
-            conn.close()
 
     # --- helpers ---------------------------------------------------------------------------
     def _wait_ready(self, timeout: float) -> None:

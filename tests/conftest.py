@@ -15,21 +15,21 @@ import pytest
 from sqlalchemy import text
 
 from gisserver.config import PROJECT_ROOT, Settings
-from gisserver.db import make_engine
+from gisserver.db import database_url_for, make_engine, scratch_database
 
 SHARED_DATA = (PROJECT_ROOT.parent / "shared" / "data").resolve()
 
 
-def _server():
-    """(cluster-or-None, admin URL template) for the test server."""
+def _server() -> str:
+    """URL of the test server (its ``postgres`` database): TEST_DATABASE_URL's, or the embedded one."""
     url = os.environ.get("TEST_DATABASE_URL")
     if url:
-        return None, url.rsplit("/", 1)[0] + "/{db}"
+        return database_url_for(url, "postgres")
     from gisserver.pgcluster import cluster_from_settings
 
     cluster = cluster_from_settings(Settings.from_env())
     cluster.start()
-    return cluster, cluster.url("{db}").replace("%7Bdb%7D", "{db}")
+    return cluster.url("postgres")
 
 
 @pytest.fixture(scope="session")
@@ -40,23 +40,8 @@ def shared_data() -> Path:
 
 @pytest.fixture(scope="session")
 def database_url():
-    import psycopg2
-
-    cluster, template = _server()
-    name = f"gisserver_test_{uuid.uuid4().hex[:8]}"
-    admin = psycopg2.connect(template.format(db="postgres"))
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute("SELECT quote_ident(%s)", (name,))
-        ident = cur.fetchone()[0]
-        cur.execute("CREATE DATABASE " + ident + " TEMPLATE template0 ENCODING 'UTF8'")
-    url = template.format(db=name)
-    try:
+    with scratch_database(_server(), "gisserver_test") as url:
         yield url
-    finally:
-        with admin.cursor() as cur:
-            cur.execute("DROP DATABASE IF EXISTS " + ident + " WITH (FORCE)")
-        admin.close()
 
 
 @pytest.fixture(scope="session")

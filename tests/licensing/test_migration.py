@@ -42,29 +42,15 @@ def _names(item):
 @pytest.fixture
 def scratch_engine():
     """A database of its own: the round trip must not wipe the session database other tests share."""
-    import uuid
-
-    import psycopg2
-
-    from gisserver.db import make_engine
+    from gisserver.db import make_engine, scratch_database
     from tests.conftest import _server
 
-    _, template = _server()
-    name = f"gisserver_test_lic_{uuid.uuid4().hex[:8]}"
-    admin = psycopg2.connect(template.format(db="postgres"))
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute("SELECT quote_ident(%s)", (name,))
-        ident = cur.fetchone()[0]
-        cur.execute("CREATE DATABASE " + ident + " TEMPLATE template0 ENCODING 'UTF8'")
-    engine = make_engine(template.format(db=name), pool_size=1)
-    try:
-        yield engine
-    finally:
-        engine.dispose()
-        with admin.cursor() as cur:
-            cur.execute("DROP DATABASE IF EXISTS " + ident + " WITH (FORCE)")
-        admin.close()
+    with scratch_database(_server(), "gisserver_test_lic") as url:
+        engine = make_engine(url, pool_size=1)
+        try:
+            yield engine
+        finally:
+            engine.dispose()
 
 
 def test_licensing_migration_round_trip(scratch_engine):
