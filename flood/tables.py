@@ -13,6 +13,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Column,
+    Computed,
     DateTime,
     Float,
     ForeignKey,
@@ -82,4 +83,25 @@ flood_extent = Table(
     Index("ix_flood_extent_run_id", "run_id"),
 )
 
-FLOOD_TABLES = (flood_scenario, flood_run, flood_extent)
+# The flood over time: per run and saved time step, one MultiPolygon per depth band. ``time_s`` is
+# the simulated second, ``valid_time`` the absolute instant (the run's start time + time_s): the
+# WMS TIME dimension of the ``flood_steps`` catalogue layer. ``geom_3857`` feeds tiles and maps.
+flood_step = Table(
+    "flood_step",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("run_id", BigInteger, ForeignKey("flood_run.id", ondelete="CASCADE"), nullable=False),
+    Column("time_s", Float, nullable=False),
+    Column("valid_time", DateTime(timezone=True), nullable=False),
+    Column("min_depth", Float, nullable=False),
+    Column("max_depth", Float),
+    Column("area_m2", Float, nullable=False),
+    Column("geom", Geometry("MULTIPOLYGON", srid=CITY_SRID, spatial_index=False), nullable=False),
+    Column("geom_3857", Geometry("MULTIPOLYGON", srid=3857, spatial_index=False),
+           Computed("ST_Transform(geom, 3857)", persisted=True)),
+    Index("ix_flood_step_geom", "geom", postgresql_using="gist"),
+    Index("ix_flood_step_geom_3857", "geom_3857", postgresql_using="gist"),
+    Index("ix_flood_step_run_id_valid_time", "run_id", "valid_time"),
+)
+
+FLOOD_TABLES = (flood_scenario, flood_run, flood_extent, flood_step)
