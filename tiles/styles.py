@@ -29,6 +29,9 @@ class LayerStyle:
     title: str = "default"
 
 
+#: label font, the one Mapnik uses too; the web app serves its glyphs at /glyphs/{fontstack}/{range}.pbf
+LABEL_FONT = "DejaVu Sans Book"
+
 _POLY = "polygon"
 _LINE = "line"
 _POINT = "point"
@@ -62,6 +65,8 @@ STYLES: dict[str, dict[str, LayerStyle]] = {
                                                 dash=(3.0, 3.0), title="Underground works")},
     "zoning": {"default": LayerStyle(fill="#ffafcc", fill_opacity=0.35, stroke="#c9184a", width=1.2,
                                      label="zone_code", title="Zoning")},
+    "wards": {"default": LayerStyle(fill=None, stroke="#5a189a", width=2.0, dash=(10.0, 4.0), label="name",
+                                    label_color="#5a189a", label_size=14, label_minzoom=13, title="Wards")},
 }
 
 _DEFAULTS = {
@@ -139,7 +144,7 @@ def maplibre_layers(layer_name: str, geometry_type: str, source: str, style: str
                               "circle-stroke-width": s.width}})
     if s.label:
         layout = {"text-field": ["to-string", ["get", s.label]], "text-size": s.label_size,
-                  "text-font": ["Noto Sans Regular"]}
+                  "text-font": [LABEL_FONT]}
         if kind == _LINE:
             layout["symbol-placement"] = "line"
         out.append({"id": f"{layer_name}-label", "type": "symbol", **common, "minzoom": s.label_minzoom,
