@@ -28,6 +28,10 @@ def _bool(text: str) -> bool:
     raise ValueError(f"not a boolean: {text!r}")
 
 
+def _paths(text: str) -> tuple[Path, ...]:
+    return tuple(Path(part).resolve() for part in text.split(os.pathsep) if part.strip())
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str | None = field(
@@ -84,6 +88,26 @@ class Settings:
             "How long a verified API token is trusted in-process before it is re-checked in the database.",
             int,
         ),
+    )
+
+    lidar_max_upload_mb: int = field(
+        default=4096,
+        metadata=_meta("GISSERVER_LIDAR_MAX_UPLOAD_MB",
+                       "Largest LAS/LAZ file accepted by POST /api/lidar/files, in MiB; larger uploads get 413.", int),
+    )
+    lidar_allowed_dirs: tuple[Path, ...] | None = field(
+        default=None,
+        metadata=_meta(
+            "GISSERVER_LIDAR_ALLOWED_DIRS",
+            "Server-side folders (separated by ':') under which planners and admins may register LiDAR files "
+            "by path (POST /api/lidar/files/from-path). Unset: registration by path is refused.",
+            _paths,
+        ),
+    )
+    lidar_export_max_buildings: int = field(
+        default=5000,
+        metadata=_meta("GISSERVER_LIDAR_EXPORT_MAX_BUILDINGS",
+                       "Most buildings one area export (CityJSON, GLB, 3D Tiles) may hold; larger areas get 400.", int),
     )
 
     @classmethod
