@@ -22,8 +22,11 @@ def _rasterio_crs(srid_or_crs) -> CRS:
 
 
 def write_cog(path, array: np.ndarray, grid: GridSpec, crs, *, nodata: float | None = NODATA,
-              description: str | None = None, vertical_datum: str | None = None) -> Path:
+              description: str | None = None, vertical_datum: str | None = None,
+              tags: dict[str, str] | None = None) -> Path:
     """Write one band as a COG (float32 with DEFLATE + floating-point predictor, or uint8).
+
+    ``tags`` are extra GDAL metadata items of the dataset (e.g. what kind of surface this is).
 
     The file is written next to its final name and renamed, so a reader never sees half a file.
     """
@@ -43,7 +46,7 @@ def write_cog(path, array: np.ndarray, grid: GridSpec, crs, *, nodata: float | N
         **profile,
     ) as ds:
         ds.write(data, 1)
-        tags = {}
+        tags = dict(tags or {})
         if description:
             ds.set_band_description(1, description)
         if vertical_datum:
