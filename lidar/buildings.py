@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from rasterio import features
@@ -28,6 +29,9 @@ from shapely.geometry import MultiPolygon, Polygon, shape
 from shapely.validation import make_valid
 
 from lidar.grid import GridSpec, sample_bilinear
+
+if TYPE_CHECKING:
+    from lidar.roofs import RoofModel
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,8 @@ class Building:
     roof_p90: float
     point_count: int
     floor_height: float = 3.2
+    #: LoD2 roof model (``lidar.roofs.reconstruct_roofs``); None until fitted
+    roof: RoofModel | None = None
 
     @property
     def area(self) -> float:

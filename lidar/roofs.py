@@ -1,0 +1,478 @@
+"""LoD2 roofs: roof planes segmented from the points over a footprint, and a watertight roof solid.
+
+1. Roof points: inside the footprint, more than ``min_height`` above its ground (p10), not ground,
+   vegetation, noise or water when classes are given.
+2. Planes by region growing: per point a normal from its ``k`` nearest neighbours (PCA); seeds in
+   order of flatness; a neighbour joins a region when its normal is within ``max_angle`` of the
+   region's and it lies within ``distance`` of the region's plane (refitted as the region grows).
+   Regions with fewer than ``min_points`` points, or steeper than ``max_slope`` (facades), are dropped.
+3. Roof model: the lower envelope of a few planes, z(x, y) = min_i plane_i(x, y). It is exact for
+   the roofs whose faces all slope down away from their ridges (flat, shed, gable, hip, pyramid,
+   mansard): their ridges and hips are where two planes meet. Planes are chosen by forward selection
+   (the plane that explains most points first, then the one that adds most explained points) while
+   a plane adds at least ``min_points``.
+4. The model is accepted when it explains (vertical residual <= ``tolerance``) at least
+   ``min_explained`` of the roof points and its eaves are above the ground; otherwise the building
+   keeps its LoD1 prism and the reason is recorded (valleys of L- and U-shaped roofs, roofs of
+   several levels, trees over the roof).
+5. Solid: the footprint is partitioned into the regions where each plane is lowest (half-plane
+   clipping, snapped to the 1 mm grid of the CityJSON vertices); roof faces are those regions lifted
+   onto the envelope, walls stand on every boundary edge of the partition (so their top edges are
+   the roof edges), the ground surface closes the shell. Vertices are shared: each (x, y) gets its
+   z from the envelope, so edges match exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+import shapely
+from scipy.spatial import cKDTree
+from shapely import contains_xy
+from shapely.geometry import Polygon
+from shapely.geometry.polygon import orient
+
+#: ASPRS classes that are never roof: ground, vegetation, low/high noise, water, bridge deck
+NOT_ROOF = (2, 3, 4, 5, 7, 9, 17, 18)
+#: snapping grid (m) of the 2D roof partition: the quantum of the CityJSON vertices
+GRID = 0.001
+
+
+@dataclass(frozen=True)
+class RoofParams:
+    min_height: float = 2.0
+    #: neighbours for the point normals
+    k: int = 12
+    #: largest angle (degrees) between a point's normal and its region's
+    max_angle: float = 12.0
+    #: largest distance (m) of a point to its region's plane
+    distance: float = 0.15
+    #: steepest roof plane (degrees); steeper regions are facades
+    max_slope: float = 70.0
+    min_points: int = 20
+    max_planes: int = 8
+    #: vertical residual (m) under which the roof model explains a point
+    tolerance: float = 0.3
+    #: share of the roof points the model must explain for LoD2
+    min_explained: float = 0.85
+    #: fewest roof points for an attempt at LoD2
+    min_roof_points: int = 40
+    #: lowest eave (m above ground) of an accepted roof
+    min_eave: float = 1.0
+
+
+@dataclass(frozen=True)
+class RoofPlane:
+    """z = a * (x - x0) + b * (y - y0) + c around the building's origin (x0, y0)."""
+
+    a: float
+    b: float
+    c: float
+    support: int
+
+    @property
+    def slope_degrees(self) -> float:
+        return math.degrees(math.atan(math.hypot(self.a, self.b)))
+
+    def z(self, dx, dy):
+        return self.a * dx + self.b * dy + self.c
+
+
+@dataclass
+class RoofModel:
+    """The LoD2 roof of one building, or why it has none (``lod2`` False: keep the LoD1 prism)."""
+
+    lod2: bool
+    reason: str
+    origin: tuple[float, float] = (0.0, 0.0)
+    planes: list[RoofPlane] = field(default_factory=list)
+    #: 2D faces of the roof partition (absolute coordinates on the 1 mm grid), each with its plane
+    faces: list[tuple[Polygon, int]] = field(default_factory=list)
+    point_count: int = 0
+    #: share of the roof points within ``tolerance`` (vertically) of the model
+    explained: float = 0.0
+    #: RMS orthogonal distance of the explained points to their planes
+    plane_rmse: float = float("nan")
+    #: RMS and median absolute vertical residual of all roof points to the model surface
+    surface_rmse: float = float("nan")
+    surface_mae: float = float("nan")
+
+    @property
+    def roof_type(self) -> str:
+        if not self.lod2:
+            return "unknown"
+        sloped = [p for p in self.planes if p.slope_degrees >= 5.0]
+        if not sloped:
+            return "flat"
+        if len(self.planes) == 1:
+            return "shed"
+        if len(self.planes) == 2 and len(sloped) == 2:
+            (a1, b1), (a2, b2) = [(p.a, p.b) for p in sloped]
+            if a1 * a2 + b1 * b2 < 0:
+                return "gable"
+        if len(sloped) == len(self.planes) >= 3:
+            return "hip"
+        return "multi-plane"
+
+    def envelope(self, x, y) -> np.ndarray:
+        """Roof height at absolute (x, y): the lowest plane."""
+        dx = np.asarray(x, dtype=np.float64) - self.origin[0]
+        dy = np.asarray(y, dtype=np.float64) - self.origin[1]
+        return np.min([p.z(dx, dy) for p in self.planes], axis=0)
+
+
+# --- segmentation -------------------------------------------------------------------------------
+
+
+def point_normals(xyz: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Unit normals (pointing up), surface variation lambda0 / sum(lambda) and the k-NN indices."""
+    k = min(k, len(xyz))
+    tree = cKDTree(xyz)
+    _, nbr = tree.query(xyz, k=k)
+    nbr = nbr.reshape(len(xyz), k)
+    local = xyz[nbr] - xyz[nbr].mean(axis=1, keepdims=True)
+    cov = np.einsum("nki,nkj->nij", local, local) / k
+    values, vectors = np.linalg.eigh(cov)
+    normals = vectors[:, :, 0]
+    normals *= np.where(normals[:, 2:3] < 0, -1.0, 1.0)
+    variation = values[:, 0] / np.maximum(values.sum(axis=1), 1e-12)
+    return normals, variation, nbr
+
+
+def _fit_plane(pts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Total least squares plane: (centroid, unit normal pointing up)."""
+    centre = pts.mean(axis=0)
+    _, _, vt = np.linalg.svd(pts - centre, full_matrices=False)
+    normal = vt[-1]
+    return centre, normal if normal[2] >= 0 else -normal
+
+
+def grow_regions(xyz: np.ndarray, params: RoofParams) -> np.ndarray:
+    """Region label per point (-1: in no region of at least ``min_points``)."""
+    n = len(xyz)
+    labels = np.full(n, -1, dtype=np.int64)
+    if n < max(params.min_points, 3):
+        return labels
+    normals, variation, nbr = point_normals(xyz, params.k)
+    cos_max = math.cos(math.radians(params.max_angle))
+    region = 0
+    for seed in np.argsort(variation, kind="stable"):
+        if labels[seed] != -1:
+            continue
+        centre, normal = _fit_plane(xyz[nbr[seed]])
+        members = [seed]
+        labels[seed] = region
+        queue = deque([seed])
+        refit_at = 2 * params.k
+        while queue:
+            p = queue.popleft()
+            cand = nbr[p][labels[nbr[p]] == -1]
+            ok = (np.abs((xyz[cand] - centre) @ normal) <= params.distance) & (normals[cand] @ normal >= cos_max)
+            for q in cand[ok]:
+                labels[q] = region
+                members.append(q)
+                queue.append(q)
+            if len(members) >= refit_at:
+                centre, normal = _fit_plane(xyz[members])
+                refit_at = int(len(members) * 1.5)
+        if len(members) < params.min_points:
+            labels[members] = -2  # tried: too small to be a plane, never a seed or member again
+        else:
+            region += 1
+    labels[labels == -2] = -1
+    return labels
+
+
+def segment_planes(dx: np.ndarray, dy: np.ndarray, z: np.ndarray, params: RoofParams) -> list[RoofPlane]:
+    """Roof planes (least squares z = a dx + b dy + c over each region), most supported first."""
+    xyz = np.column_stack([dx, dy, z])
+    labels = grow_regions(xyz, params)
+    planes = []
+    max_tan = math.tan(math.radians(params.max_slope))
+    for r in range(labels.max() + 1):
+        sel = labels == r
+        a_mat = np.column_stack([dx[sel], dy[sel], np.ones(sel.sum())])
+        (a, b, c), *_ = np.linalg.lstsq(a_mat, z[sel], rcond=None)
+        if math.hypot(a, b) <= max_tan:
+            planes.append(RoofPlane(float(a), float(b), float(c), int(sel.sum())))
+    planes.sort(key=lambda p: -p.support)
+    return planes
+
+
+def select_envelope(planes: list[RoofPlane], dx, dy, z, params: RoofParams) -> list[RoofPlane]:
+    """Forward selection of the planes whose lower envelope explains most points."""
+    if not planes:
+        return []
+    heights = np.array([p.z(dx, dy) for p in planes])
+    chosen: list[int] = []
+    current = np.full(len(z), np.inf)
+    explained = 0
+    while len(chosen) < params.max_planes:
+        best, best_count = -1, explained
+        for i in range(len(planes)):
+            if i in chosen:
+                continue
+            count = int(np.count_nonzero(np.abs(z - np.minimum(current, heights[i])) <= params.tolerance))
+            if count > best_count:
+                best, best_count = i, count
+        if best < 0 or best_count - explained < params.min_points:
+            break
+        chosen.append(best)
+        current = np.minimum(current, heights[best])
+        explained = best_count
+    return [planes[i] for i in chosen]
+
+
+# --- partition and solid ------------------------------------------------------------------------
+
+
+def _clip_convex(poly: np.ndarray, a: float, b: float, c: float) -> np.ndarray:
+    """Sutherland-Hodgman: the part of a convex polygon where a x + b y + c <= 0."""
+    out = []
+    n = len(poly)
+    for i in range(n):
+        p, q = poly[i], poly[(i + 1) % n]
+        fp, fq = a * p[0] + b * p[1] + c, a * q[0] + b * q[1] + c
+        if fp <= 0:
+            out.append(p)
+        if (fp < 0 < fq) or (fq < 0 < fp):
+            t = fp / (fp - fq)
+            out.append(p + t * (q - p))
+    return np.asarray(out).reshape(-1, 2)
+
+
+def roof_partition(footprint: Polygon, planes: list[RoofPlane],
+                   origin: tuple[float, float]) -> list[tuple[Polygon, int]]:
+    """Faces of the footprint where each plane is the lowest, noded on the 1 mm grid."""
+    fp = shapely.set_precision(footprint, GRID)
+    if len(planes) == 1:
+        return [(orient(fp, 1.0), 0)]
+    x0, y0, x1, y1 = fp.bounds
+    box = np.array([[x0 - 1, y0 - 1], [x1 + 1, y0 - 1], [x1 + 1, y1 + 1], [x0 - 1, y1 + 1]]) - origin
+    regions = []
+    for i, pi in enumerate(planes):
+        cell = box
+        for j, pj in enumerate(planes):
+            if j != i and len(cell):
+                cell = _clip_convex(cell, pi.a - pj.a, pi.b - pj.b, pi.c - pj.c)
+        if len(cell) >= 3:
+            part = shapely.intersection(fp, Polygon(cell + origin), grid_size=GRID)
+            if not part.is_empty:
+                regions.append(part)
+    lines = shapely.union_all([r.boundary for r in regions] + [fp.boundary], grid_size=GRID)
+    faces = []
+    dx_dy = []
+    for face in shapely.get_parts(shapely.polygonize(shapely.get_parts(lines))):
+        face = shapely.get_parts(face)[0] if face.geom_type != "Polygon" else face
+        if face.area <= 0 or not fp.contains(face.point_on_surface()):
+            continue
+        p = face.point_on_surface()
+        dx_dy.append((p.x - origin[0], p.y - origin[1]))
+        faces.append(orient(face, 1.0))
+    if not faces:
+        return []
+    pts = np.asarray(dx_dy)
+    owner = np.argmin([pl.z(pts[:, 0], pts[:, 1]) for pl in planes], axis=0)
+    return [(f, int(o)) for f, o in zip(faces, owner, strict=True)]
+
+
+def _ring_xy(ring) -> list[tuple[float, float]]:
+    return [(float(x), float(y)) for x, y in np.asarray(ring.coords)[:-1]]
+
+
+def _boundary_rings(faces: list[Polygon]) -> list[list[tuple[float, float]]] | None:
+    """Rings (interior on the left) of the partition's outer boundary; None if they do not chain."""
+    directed = set()
+    for f in faces:
+        for ring in [f.exterior, *f.interiors]:
+            pts = _ring_xy(ring)
+            directed.update(zip(pts, pts[1:] + pts[:1], strict=True))
+    boundary = [(a, b) for a, b in directed if (b, a) not in directed]
+    nxt: dict = {}
+    for a, b in boundary:
+        if a in nxt:
+            return None  # a pinch: two boundary edges leave one vertex
+        nxt[a] = b
+    rings = []
+    while nxt:
+        start, _ = next(iter(nxt.items()))
+        ring = [start]
+        cur = nxt.pop(start)
+        while cur != start:
+            ring.append(cur)
+            if cur not in nxt:
+                return None
+            cur = nxt.pop(cur)
+        rings.append(ring)
+    return rings
+
+
+def _signed_area(ring) -> float:
+    xy = np.asarray(ring)
+    return 0.5 * float(np.sum(xy[:, 0] * np.roll(xy[:, 1], -1) - np.roll(xy[:, 0], -1) * xy[:, 1]))
+
+
+def lod2_surfaces(model: RoofModel, ground: float) -> list[tuple[str, list[list[tuple[float, float, float]]]]]:
+    """Closed LoD2 shell: (semantic type, rings of (x, y, z)), outward orientation.
+
+    Roof faces counter-clockwise seen from above, walls on every boundary edge of the partition
+    (bottom edge, then top edge backwards), the ground surface clockwise seen from above.
+    """
+    faces = [f for f, _ in model.faces]
+
+    def top(ring):
+        xy = np.asarray(ring)
+        zs = model.envelope(xy[:, 0], xy[:, 1])
+        return [(x, y, float(h)) for (x, y), h in zip(ring, zs, strict=True)]
+
+    surfaces = [("RoofSurface", [top(_ring_xy(r)) for r in [f.exterior, *f.interiors]]) for f in faces]
+    rings = _boundary_rings(faces)
+    if rings is not None and sum(_signed_area(r) > 0 for r in rings) == 1:
+        outer = max(rings, key=_signed_area)
+        ordered = [outer] + [r for r in rings if r is not outer]
+        surfaces.append(("GroundSurface", [[(x, y, ground) for x, y in reversed(r)] for r in ordered]))
+        boundary = [(r[i], r[(i + 1) % len(r)]) for r in rings for i in range(len(r))]
+    else:
+        # a pinched outline (two boundary edges leave one vertex): one ground face per roof face
+        face_rings = [[_ring_xy(r) for r in [f.exterior, *f.interiors]] for f in faces]
+        for rs in face_rings:
+            surfaces.append(("GroundSurface", [[(x, y, ground) for x, y in reversed(r)] for r in rs]))
+        boundary = _open_edges([r for rs in face_rings for r in rs])
+    ends = list({p for edge in boundary for p in edge})
+    tops = dict(zip(ends, (t[2] for t in top(ends)), strict=True)) if ends else {}
+    for a, b in boundary:
+        surfaces.append(("WallSurface", [[(a[0], a[1], ground), (b[0], b[1], ground),
+                                          (b[0], b[1], tops[b]), (a[0], a[1], tops[a])]]))
+    return surfaces
+
+
+def _open_edges(rings) -> list:
+    directed = set()
+    for pts in rings:
+        directed.update(zip(pts, pts[1:] + pts[:1], strict=True))
+    return [(a, b) for a, b in directed if (b, a) not in directed]
+
+
+# --- per building -------------------------------------------------------------------------------
+
+
+def fit_roof(footprint: Polygon, ground: float, x, y, z, params: RoofParams | None = None) -> RoofModel:
+    """The LoD2 roof model of one footprint from its roof points (already selected)."""
+    params = params or RoofParams()
+    c = footprint.centroid
+    origin = (round(c.x), round(c.y))
+    n = len(z)
+    if n < params.min_roof_points:
+        return RoofModel(False, f"{n} roof points (fewer than {params.min_roof_points})", origin, point_count=n)
+    dx, dy = np.asarray(x) - origin[0], np.asarray(y) - origin[1]
+    z = np.asarray(z, dtype=np.float64)
+    planes = select_envelope(segment_planes(dx, dy, z, params), dx, dy, z, params)
+    if not planes:
+        return RoofModel(False, "no roof plane", origin, point_count=n)
+    model = RoofModel(False, "", origin, planes, point_count=n)
+    _score(model, dx, dy, z, params)
+    if model.explained < params.min_explained:
+        model.reason = f"planes explain {model.explained:.0%} of the roof points"
+        return model
+    model.faces = roof_partition(footprint, planes, origin)
+    if not model.faces:
+        model.reason = "empty roof partition"
+        return model
+    eaves = np.asarray(footprint.exterior.coords)
+    if np.min(model.envelope(eaves[:, 0], eaves[:, 1])) < ground + params.min_eave:
+        model.faces = []
+        model.reason = "roof planes reach the ground inside the footprint"
+        return model
+    model.lod2, model.reason = True, "lod2"
+    return model
+
+
+def _score(model: RoofModel, dx, dy, z, params: RoofParams) -> None:
+    heights = np.array([p.z(dx, dy) for p in model.planes])
+    owner = np.argmin(heights, axis=0)
+    residual = z - heights[owner, np.arange(len(z))]
+    ok = np.abs(residual) <= params.tolerance
+    model.explained = float(np.mean(ok))
+    model.surface_rmse = float(np.sqrt(np.mean(residual**2)))
+    model.surface_mae = float(np.median(np.abs(residual)))
+    if ok.any():
+        slope = np.array([math.hypot(p.a, p.b) for p in model.planes])[owner[ok]]
+        model.plane_rmse = float(np.sqrt(np.mean((residual[ok] / np.sqrt(1 + slope**2)) ** 2)))
+
+
+def roof_points(footprint: Polygon, ground: float, x, y, z, classification=None,
+                params: RoofParams | None = None) -> np.ndarray:
+    """Indices of the roof points of a footprint."""
+    params = params or RoofParams()
+    x0, y0, x1, y1 = footprint.bounds
+    sel = (x >= x0) & (x <= x1) & (y >= y0) & (y <= y1) & (z > ground + params.min_height)
+    if classification is not None:
+        sel &= ~np.isin(classification, NOT_ROOF)
+    idx = np.flatnonzero(sel)
+    return idx[contains_xy(footprint, x[idx], y[idx])]
+
+
+def reconstruct_roofs(buildings, x, y, z, classification=None, params: RoofParams | None = None) -> list[RoofModel]:
+    """Fit an LoD2 roof to every building (``building.roof`` is set); returns the models."""
+    params = params or RoofParams()
+    x, y, z = np.asarray(x), np.asarray(y), np.asarray(z)
+    models = []
+    for b in buildings:
+        idx = roof_points(b.footprint, b.ground_p10, x, y, z, classification, params)
+        b.roof = fit_roof(b.footprint, b.ground_p10, x[idx], y[idx], z[idx], params)
+        models.append(b.roof)
+    return models
+
+
+@dataclass(frozen=True)
+class RoofStatistics:
+    buildings: int
+    lod2: int
+    lod2_fraction: float
+    #: pooled over the LoD2 buildings: RMS orthogonal distance of explained points to their planes
+    plane_rmse: float
+    #: pooled over the LoD2 buildings: median |vertical residual| of all roof points
+    surface_mae: float
+    explained: float
+    roof_types: dict
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def roof_statistics(models: list[RoofModel]) -> RoofStatistics:
+    good = [m for m in models if m.lod2]
+    weights = np.array([m.point_count * m.explained for m in good], dtype=np.float64)
+    plane_rmse = float(np.sqrt(np.sum(weights * np.array([m.plane_rmse for m in good]) ** 2) / weights.sum())) \
+        if good else float("nan")
+    types: dict[str, int] = {}
+    for m in good:
+        types[m.roof_type] = types.get(m.roof_type, 0) + 1
+    return RoofStatistics(
+        buildings=len(models), lod2=len(good), lod2_fraction=len(good) / len(models) if models else 0.0,
+        plane_rmse=plane_rmse,
+        surface_mae=float(np.median([m.surface_mae for m in good])) if good else float("nan"),
+        explained=float(np.mean([m.explained for m in good])) if good else float("nan"),
+        roof_types=types,
+    )
+
+
+def lod2_triangles(model: RoofModel, ground: float) -> np.ndarray:
+    """(n, 3, 3) triangles of the LoD2 shell, counter-clockwise seen from outside (for glTF)."""
+    tris = []
+    for kind, rings in lod2_surfaces(model, ground):
+        if kind == "WallSurface":
+            a, b, c, d = rings[0]
+            tris += [[a, b, c], [a, c, d]]
+            continue
+        poly = Polygon([p[:2] for p in rings[0]], [[p[:2] for p in r] for r in rings[1:]])
+        for t in shapely.get_parts(shapely.constrained_delaunay_triangles(orient(poly, 1.0))):
+            xy = np.asarray(orient(t, 1.0).exterior.coords)[:3]
+            if kind == "RoofSurface":
+                tris.append(np.column_stack([xy, model.envelope(xy[:, 0], xy[:, 1])]))
+            else:
+                tris.append(np.column_stack([xy[::-1], np.full(3, ground)]))
+    return np.asarray(tris, dtype=np.float64).reshape(-1, 3, 3)
