@@ -67,14 +67,17 @@ class TimeDimension:
 
     column: str
     units: str = "ISO8601"
+    #: sample dimensions of the layer, (name, integer column), requested as ``DIM_<NAME>``
+    #: (e.g. the flood run); without the parameter the latest value is drawn
+    extra: tuple[tuple[str, str], ...] = ()
 
 
 #: layer name -> time dimension; other areas register theirs (e.g. flood runs) at import
 TIME_DIMENSIONS: dict[str, TimeDimension] = {}
 
 
-def register_time_dimension(layer: str, column: str) -> None:
-    TIME_DIMENSIONS[layer] = TimeDimension(column)
+def register_time_dimension(layer: str, column: str, *, extra: Mapping[str, str] | None = None) -> None:
+    TIME_DIMENSIONS[layer] = TimeDimension(column, extra=tuple((extra or {}).items()))
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,7 @@ class MapRequest:
     transparent: bool
     bgcolor: str
     time: str | None
+    dims: tuple[tuple[str, str], ...] = ()  # DIM_<NAME>=value, name lower-case
 
 
 def negotiate_version(params: Mapping[str, str]) -> str:
@@ -146,17 +150,41 @@ def parse_map_request(p: Mapping[str, str], version: str, *, layers_key: str = "
         height=parse_int("HEIGHT", p.get("HEIGHT"), minimum=1, maximum=render.MAX_SIZE),
         image_format=fmt, transparent=parse_bool("TRANSPARENT", (p.get("TRANSPARENT") or "").lower(), default=False),
         bgcolor=render.parse_color(p.get("BGCOLOR")), time=p.get("TIME") or None,
+        dims=tuple(sorted((k[4:].lower(), v) for k, v in p.items() if k.startswith("DIM_") and v)),
     )
 
 
-def time_filter(info: LayerInfo, table, time: str | None) -> list:
+def time_filter(info: LayerInfo, table, time: str | None, dims=()) -> list:
+    """Conditions of TIME and the layer's sample dimensions. A missing value takes the default
+    advertised in the capabilities: the latest (the subqueries read an alias, so they are not
+    correlated with the drawn row)."""
     dim = TIME_DIMENSIONS.get(info.name)
-    if dim is None or time is None:
+    if dim is None:
         return []
-    if time.lower() == "current":
-        return [table.c[dim.column] == select(func.max(table.c[dim.column])).scalar_subquery()]
-    when = parse_datetime("TIME", time)
-    return [table.c[dim.column] == when]
+    given, where = dict(dims), []
+    for name, column in dim.extra:
+        value = given.get(name)
+        if value is None:
+            latest = table.alias()
+            where.append(table.c[column] == select(func.max(latest.c[column])).scalar_subquery())
+        else:
+            where.append(table.c[column] == parse_int(f"DIM_{name.upper()}", value))
+    if time is None or time.lower() == "current":
+        latest = table.alias()
+        same = [latest.c[column] == table.c[column] for _, column in dim.extra]
+        return [*where, table.c[dim.column] == select(func.max(latest.c[dim.column])).where(*same).scalar_subquery()]
+    return [*where, table.c[dim.column] == parse_datetime("TIME", time)]
+
+
+def check_dimension_values(conn: Connection, info: LayerInfo, table, time: str | None, dims=()) -> None:
+    """An instant or sample value the layer does not have is ``InvalidDimensionValue`` (WMS Annex C)."""
+    if info.name not in TIME_DIMENSIONS or (time is None and not dims):
+        return
+    where = time_filter(info, table, time, dims)
+    if not conn.execute(select(select(table.c.geom).where(*where).exists())).scalar():
+        wanted = ", ".join([f"TIME={time}"] * bool(time) + [f"DIM_{n.upper()}={v}" for n, v in dims])
+        raise OWSException("InvalidDimensionValue", f"layer {info.name!r} has no data at {wanted}",
+                           "TIME" if time else f"DIM_{dims[0][0].upper()}")
 
 
 def area_filter(info: LayerInfo, principal: Principal | None, table) -> list:
@@ -168,18 +196,19 @@ def area_filter(info: LayerInfo, principal: Principal | None, table) -> list:
 
 
 def map_layer_for(conn: Connection, info: LayerInfo, style_name: str | None, time: str | None,
-                  principal: Principal | None) -> render.MapLayer:
+                  principal: Principal | None, dims=()) -> render.MapLayer:
     """One readable catalogue layer as a Mapnik layer (style, current/time/area filters)."""
     table = layer_table(conn, info)
     style = layer_style(info.name, info.geometry_type, style_name or None)
-    where = [*current_filter(table), *time_filter(info, table, time), *area_filter(info, principal, table)]
+    check_dimension_values(conn, info, table, time, dims)
+    where = [*current_filter(table), *time_filter(info, table, time, dims), *area_filter(info, principal, table)]
     return render.map_layer(table, info.name, info.geometry_type, style, where)
 
 
 def resolve_map_layers(conn: Connection, principal: Principal | None, names, styles, time: str | None,
-                       ) -> list[render.MapLayer]:
+                       dims=()) -> list[render.MapLayer]:
     """Catalogue layers (readable by ``principal``) as Mapnik layers; unknown ones raise NotFound."""
-    return [map_layer_for(conn, get_layer(conn, name, principal), style_name, time, principal)
+    return [map_layer_for(conn, get_layer(conn, name, principal), style_name, time, principal, dims)
             for name, style_name in zip(names, styles, strict=True)]
 
 
@@ -188,7 +217,7 @@ _map_layers_lock = threading.Lock()
 
 
 def cached_map_layers(engine: Engine, snapshot: CatalogueSnapshot, principal: Principal | None, names, styles,
-                      time: str | None) -> list[render.MapLayer]:
+                      time: str | None, dims=()) -> list[render.MapLayer]:
     """Like :func:`resolve_map_layers` from the catalogue snapshot, memoising the compiled
     Mapnik layers per (layer, data version, style, time, area grant): a GetMap of known layers
     then needs no database round trip before rendering."""
@@ -196,12 +225,12 @@ def cached_map_layers(engine: Engine, snapshot: CatalogueSnapshot, principal: Pr
     for name, style_name in zip(names, styles, strict=True):
         info = snapshot.layer(name, principal)
         area_agency = principal.agency_id if principal is not None and info.area_limited_for(principal) else None
-        key = (info.id, info.name, info.data_version, style_name or "", time, area_agency)
+        key = (info.id, info.name, info.data_version, style_name or "", time, dims, area_agency)
         with _map_layers_lock:
             layer = _map_layers.get(key)
         if layer is None:
             with engine.connect() as conn:
-                layer = map_layer_for(conn, info, style_name, time, principal)
+                layer = map_layer_for(conn, info, style_name, time, principal, dims)
             with _map_layers_lock:
                 _map_layers[key] = layer
                 if len(_map_layers) > 512:
@@ -272,10 +301,11 @@ class WMSService:
     def get_map(self, p: Mapping[str, str], version: str) -> OWSResponse:
         req = parse_map_request(p, version)
         if self.snapshot is not None:
-            layers = cached_map_layers(self.engine, self.snapshot, self.principal, req.layers, req.styles, req.time)
+            layers = cached_map_layers(self.engine, self.snapshot, self.principal, req.layers, req.styles, req.time,
+                                       req.dims)
         else:
             with self.engine.connect() as conn:
-                layers = resolve_map_layers(conn, self.principal, req.layers, req.styles, req.time)
+                layers = resolve_map_layers(conn, self.principal, req.layers, req.styles, req.time, req.dims)
         image = render.render_map(layers, req.bbox, req.srid, req.width, req.height, db=self.db,
                                   image_format=req.image_format, transparent=req.transparent,
                                   bgcolor=req.bgcolor)
@@ -316,7 +346,7 @@ class WMSService:
         with self.engine.connect() as conn:
             results = [
                 (name, query_features(conn, self.principal, name, (x - rx, y - ry, x + rx, y + ry), req.srid,
-                                      count, req.time))
+                                      count, req.time, req.dims))
                 for name in query_layers
             ]
         return format_feature_info(results, fmt)
@@ -327,7 +357,8 @@ class WMSService:
             layers = list_layers(conn, self.principal)
             extents = layer_extents(conn)
             times = {info.name: time_values(conn, info) for info in layers if info.name in TIME_DIMENSIONS}
-        doc = capabilities_xml(version, self.url, layers, extents, times)
+            dims = {info.name: dimension_values(conn, info) for info in layers if info.name in TIME_DIMENSIONS}
+        doc = capabilities_xml(version, self.url, layers, extents, times, dims)
         ctype = "text/xml" if version == "1.3.0" else "application/vnd.ogc.wms_xml"
         return OWSResponse(doc, ctype, headers={"Cache-Control": "no-cache"})
 
@@ -350,10 +381,11 @@ def _pixel(p: Mapping[str, str], key: str, size: int) -> int:
 
 
 def query_features(conn: Connection, principal: Principal | None, name: str, box, srid: int, limit: int,
-                   time: str | None) -> list[dict]:
+                   time: str | None, dims=()) -> list[dict]:
     """Features of a readable layer within ``box`` (in ``srid``), nearest first, as GeoJSON dicts."""
     info = get_layer(conn, name, principal)
     table = layer_table(conn, info)
+    check_dimension_values(conn, info, table, time, dims)
     search = func.ST_Transform(func.ST_MakeEnvelope(*box, srid), info.srid)
     centre = func.ST_Centroid(search)
     staff = bool(principal and principal.is_staff)
@@ -361,7 +393,7 @@ def query_features(conn: Connection, principal: Principal | None, name: str, box
     stmt = (
         select(*cols, func.ST_AsGeoJSON(func.ST_Transform(table.c.geom, 4326), 7).label("_geojson"))
         .where(table.c.geom.op("&&")(search), func.ST_Intersects(table.c.geom, search),
-               *current_filter(table), *time_filter(info, table, time), *area_filter(info, principal, table))
+               *current_filter(table), *time_filter(info, table, time, dims), *area_filter(info, principal, table))
         .order_by(func.ST_Distance(table.c.geom, centre))
         .limit(limit)
     )
@@ -432,6 +464,17 @@ def time_values(conn: Connection, info: LayerInfo) -> list[str]:
     return [_iso(v) for v in values]
 
 
+def dimension_values(conn: Connection, info: LayerInfo) -> dict[str, list[str]]:
+    """Values of the layer's sample dimensions (ascending), by dimension name."""
+    table = layer_table(conn, info)
+    out = {}
+    for name, column in TIME_DIMENSIONS[info.name].extra:
+        col = table.c[column]
+        rows = conn.execute(select(col).where(col.isnot(None)).distinct().order_by(col)).scalars()
+        out[name] = [str(v) for v in rows]
+    return out
+
+
 def _iso(value) -> str:
     text = value.isoformat() if hasattr(value, "isoformat") else str(value)
     return text.replace("+00:00", "Z")
@@ -484,20 +527,24 @@ def _bbox_elements(layer_el, version: str, bbox):
         _sub(layer_el, "BoundingBox", SRS="EPSG:4326", minx=w, miny=s, maxx=e, maxy=n)
 
 
-def _layer_element(parent, version: str, info: LayerInfo, url: str, bbox, times: list[str] | None):
+def _layer_element(parent, version: str, info: LayerInfo, url: str, bbox, times: list[str] | None,
+                   dims: dict[str, list[str]] | None = None):
     el = _sub(parent, "Layer", queryable="1", opaque="0")
     _sub(el, "Name", info.name)
     _sub(el, "Title", info.title)
     _sub(el, "Abstract", info.description or (info.title_vi or info.title))
     _bbox_elements(el, version, bbox)
-    if times is not None:
-        default = times[-1] if times else ""
+    # time, then the sample dimensions (Annex C, requested as DIM_<NAME>); default: the latest value
+    dimensions = ([("time", "ISO8601", times)] if times is not None else []) + [
+        (name, "", values) for name, values in (dims or {}).items()]
+    for name, units, values in dimensions:
+        default = values[-1] if values else ""
         if version == "1.3.0":
-            _sub(el, "Dimension", ",".join(times), name="time", units="ISO8601", default=default,
-                 nearestValue="0")
+            _sub(el, "Dimension", ",".join(values), name=name, units=units, default=default, nearestValue="0")
         else:
-            _sub(el, "Dimension", name="time", units="ISO8601")
-            _sub(el, "Extent", ",".join(times), name="time", default=default)
+            _sub(el, "Dimension", name=name, units=units)
+    for name, _units, values in dimensions if version == "1.1.1" else ():  # 1.1.1: every Extent after them
+        _sub(el, "Extent", ",".join(values), name=name, default=values[-1] if values else "")
     for style_name in style_names(info.name):
         st = _sub(el, "Style")
         _sub(st, "Name", style_name)
@@ -510,7 +557,8 @@ def _layer_element(parent, version: str, info: LayerInfo, url: str, bbox, times:
     return el
 
 
-def capabilities_xml(version: str, url: str, layers: list[LayerInfo], extents: dict, times: dict) -> bytes:
+def capabilities_xml(version: str, url: str, layers: list[LayerInfo], extents: dict, times: dict,
+                     dims: dict | None = None) -> bytes:
     if version == "1.3.0":
         root = ET.Element("WMS_Capabilities", version="1.3.0", xmlns="http://www.opengis.net/wms")
         root.set("xmlns:xlink", "http://www.w3.org/1999/xlink")
@@ -553,7 +601,8 @@ def capabilities_xml(version: str, url: str, layers: list[LayerInfo], extents: d
              max(b[2] for b in all_boxes), max(b[3] for b in all_boxes))
     _bbox_elements(top, version, union)
     for info in layers:
-        _layer_element(top, version, info, url, extents.get(info.name, CITY_BBOX), times.get(info.name))
+        _layer_element(top, version, info, url, extents.get(info.name, CITY_BBOX), times.get(info.name),
+                       (dims or {}).get(info.name))
     head = '<?xml version="1.0" encoding="UTF-8"?>\n'
     if version == "1.1.1":
         head += ('<!DOCTYPE WMT_MS_Capabilities SYSTEM '
