@@ -1,9 +1,11 @@
 // Bundles the web map application into gisserver/static/app/ (build output, not committed).
-// Everything the page needs is bundled: MapLibre GL JS and its CSS, proj4; nothing from a CDN.
+// Everything the page needs is bundled: MapLibre GL JS and its CSS, proj4, the map label glyphs
+// (web/glyphs.mjs); nothing from a CDN.
 import { build } from "esbuild";
 import { cpSync, mkdirSync, rmSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { buildGlyphs } from "./glyphs.mjs";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const out = join(root, "gisserver", "static", "app");
@@ -31,4 +33,5 @@ await build({
 for (const page of ["index.html", "tra-cuu.html", "favicon.svg"]) {
   cpSync(join(root, "web", page), join(out, page));
 }
+await buildGlyphs(join(out, "glyphs"), join(root, "node_modules", ".cache", "gisserver-glyphs"));
 console.log(`web app built into ${out}`);

@@ -3,21 +3,28 @@ the bundled front-end assets (``gisserver/static/app/``, built from ``web/`` by 
 which ``./dev setup`` runs).
 
 These views only serve files; the page gets its data from the other blueprints (tiles, styles,
-OGC API Features, queries, auth, licensing, flood).
+OGC API Features, queries, auth, licensing, flood). The map label glyphs (signed-distance-field
+ranges built from DejaVu Sans by ``web/glyphs.mjs``) are served at ``/glyphs/{fontstack}/{range}.pbf``
+for MapLibre styles, so labels need no remote glyph server.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from flask import Blueprint, Response, send_from_directory
 
-from gisserver.errors import ConfigurationError, NotFound
+from gisserver.errors import ConfigurationError, InvalidParameter, NotFound
 from gisserver.openapi import declare
 
 bp = Blueprint("webapp", __name__)
 
 APP_DIR = Path(__file__).resolve().parents[1] / "static" / "app"
+GLYPH_DIR = APP_DIR / "glyphs"
+GLYPH_RANGE = re.compile(r"^(\d{1,5})-(\d{1,5})$")
+#: glyph ranges change only with the font: browsers may reuse them for a day
+GLYPH_MAX_AGE = 86400
 #: bundle names carry no content hash, so browsers revalidate them (ETag) instead of caching blindly
 ASSET_MAX_AGE = 0
 HTML_RESPONSE = {"200": {"description": "HTML page", "content": {"text/html": {"schema": {"type": "string"}}}}}
@@ -63,3 +70,38 @@ def asset(filename: str):
     if not (APP_DIR / filename).is_file():
         raise NotFound(f"no asset {filename!r}")
     return send_from_directory(APP_DIR, filename, max_age=ASSET_MAX_AGE)
+
+
+def glyph_range(text: str) -> str:
+    """A MapLibre glyph range "start-end" (256 code points from a multiple of 256); else a 400."""
+    match = GLYPH_RANGE.match(text)
+    start, end = (int(match[1]), int(match[2])) if match else (-1, -1)
+    if start < 0 or start % 256 or end != start + 255 or end > 65535:
+        raise InvalidParameter("range", "must be start-end with start a multiple of 256 and end = start + 255")
+    return f"{start}-{end}"
+
+
+def glyph_font(fontstack: str) -> str:
+    """The first font of a comma-separated font stack that the server has glyphs for; else a 404."""
+    available = {p.name for p in GLYPH_DIR.iterdir() if p.is_dir()} if GLYPH_DIR.is_dir() else set()
+    for font in (f.strip() for f in fontstack.split(",")):
+        if font in available:
+            return font
+    fonts = ", ".join(sorted(available)) or "none (build the web app)"
+    raise NotFound(f"no glyphs for font stack {fontstack!r}; fonts: {fonts}")
+
+
+@declare("Map label glyphs: a 256-code-point SDF glyph range of a font stack (MapLibre glyphs)", tags=["web"],
+         responses={"200": {"description": "Glyph range (protocol buffer)",
+                            "content": {"application/x-protobuf": {"schema": {"type": "string", "format": "binary"}}}},
+                    "400": {"$ref": "#/components/responses/Problem"},
+                    "404": {"$ref": "#/components/responses/Problem"}})
+@bp.get("/glyphs/<fontstack>/<codepoints>.pbf")
+def glyphs(fontstack: str, codepoints: str):
+    """One glyph range of the first available font of ``fontstack``."""
+    name = glyph_range(codepoints)
+    font = glyph_font(fontstack)
+    resp = send_from_directory(GLYPH_DIR / font, f"{name}.pbf", mimetype="application/x-protobuf",
+                               max_age=GLYPH_MAX_AGE)
+    resp.headers["Access-Control-Allow-Origin"] = "*"  # styles of other map clients may use them
+    return resp

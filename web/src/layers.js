@@ -1,6 +1,7 @@
 // The layers panel: which layers the caller may read (OGC API collections), their MapLibre
 // layers (from the maps blueprint's /styles/{layer}.json, tiles through TileJSON), legends
-// derived from the same paint values, and the building extrusion for the 3D view.
+// derived from the same paint values, labels drawn with the server's own glyphs, the building
+// extrusion for the 3D view and the raster products (DTM, hillshade, nDSM) with their legends.
 import { getJSON } from "./api.js";
 import { t } from "./i18n.js";
 
@@ -19,7 +20,11 @@ export const LAYER_ORDER = [
   ["power_lines", true],
   ["trees", false],
   ["buildings", true],
+  ["wards", true],
 ];
+
+/** Label glyphs are served by our server (built from DejaVu Sans, which covers Vietnamese). */
+export const GLYPHS_URL = `${window.location.origin}/glyphs/{fontstack}/{range}.pbf`;
 
 export const EXTRUSION_ID = "buildings-3d";
 
@@ -33,21 +38,26 @@ export async function readableLayers() {
   return out;
 }
 
-/** Add one layer's style (sources + layers) to the map; returns the MapLibre layer ids added. */
+/**
+ * Add one layer's style (sources + layers) to the map; returns the MapLibre layer ids added, the
+ * ids of its label (symbol) layers among them, and its legend entries.
+ */
 export async function addStyledLayer(map, name, visible) {
-  const style = await getJSON(`/styles/${encodeURIComponent(name)}.json`);
+  const style = await getJSON(`/styles/${encodeURIComponent(name)}.json?glyphs=${encodeURIComponent(GLYPHS_URL)}`);
   for (const [id, source] of Object.entries(style.sources || {})) {
     if (!map.getSource(id)) map.addSource(id, source);
   }
   const ids = [];
+  const labels = [];
   const legend = [];
   for (const layer of style.layers || []) {
-    if (layer.type === "background" || layer.type === "symbol") continue; // no remote glyphs
+    if (layer.type === "background") continue;
     map.addLayer({ ...layer, layout: { ...(layer.layout || {}), visibility: visible ? "visible" : "none" } });
     ids.push(layer.id);
-    legend.push(legendEntry(layer));
+    if (layer.type === "symbol") labels.push(layer.id);
+    else legend.push(legendEntry(layer));
   }
-  return { ids, legend };
+  return { ids, labels, legend };
 }
 
 /** Buildings as LoD1 blocks: extrude footprints by their (LiDAR or cadastral) height. */

@@ -86,16 +86,20 @@ class App {
     const order = LAYER_ORDER.filter(([name]) => this.readable[name]);
     for (const [i, [name, visible]] of order.entries()) {
       if (this.loaded[name]) continue;
-      const { ids, legend } = await addStyledLayer(this.map, name, visible);
+      const { ids, labels, legend } = await addStyledLayer(this.map, name, visible);
       // before the next layer already on the map, else below the tools' overlays
       const next = order.slice(i + 1).map(([n]) => this.loaded[n]?.ids[0]).find(Boolean);
       const before = next || "selection-fill";
       for (const id of ids) this.map.moveLayer(id, before);
-      this.loaded[name] = { ids, legend, visible };
+      this.loaded[name] = { ids, labels, legend, visible };
     }
     if (this.loaded.buildings && !this.map.getLayer("buildings-3d")) {
       addBuildingExtrusion(this.map);
       this.map.moveLayer("buildings-3d", "selection-fill");
+    }
+    // every label above every layer's geometry (in draw order), below the tools' overlays
+    for (const [name] of LAYER_ORDER) {
+      for (const id of this.loaded[name]?.labels || []) this.map.moveLayer(id, "selection-fill");
     }
     if (first) await this.loadRasters();
     this.renderLayerList();

@@ -1,9 +1,9 @@
-// The map: MapLibre GL JS with the project's own layers only (no remote basemap, no remote
-// glyphs), a scale bar, cursor coordinates in VN-2000 and WGS84, and the 2D/3D switch.
+// The map: MapLibre GL JS with the project's own layers only (no remote basemap; label glyphs from
+// our server), a scale bar, cursor coordinates in VN-2000 and WGS84, and the 2D/3D switch.
 import maplibregl from "maplibre-gl";
 import { formatCity, formatWgs84, lonLatToCity } from "./coords.js";
 import { t } from "./i18n.js";
-import { EXTRUSION_ID } from "./layers.js";
+import { EXTRUSION_ID, GLYPHS_URL } from "./layers.js";
 
 /** Centre of the demo neighbourhood (Quận 8), used until the parcels' extent is known. */
 export const DEFAULT_CENTER = [106.6337, 10.7256];
@@ -13,6 +13,7 @@ export function createMap(container) {
     container,
     style: {
       version: 8,
+      glyphs: GLYPHS_URL,
       sources: {},
       layers: [{ id: "background", type: "background", paint: { "background-color": "#eef1ec" } }],
     },
@@ -129,7 +130,7 @@ export function fitGeometry(map, geometry, maxZoom = 19) {
   if (!bounds.isEmpty()) map.fitBounds(bounds, { padding: 80, maxZoom, duration: 600 });
 }
 
-/** Parcel number under the cursor at large scales (the map has no text labels: no remote glyphs). */
+/** Parcel number, sheet and ward under the cursor at large scales (the map labels show the number only). */
 export function parcelTooltip(map, node, label) {
   map.on("mousemove", (e) => {
     const hit = map.getZoom() >= 16.5 && map.getLayer("parcels-fill")
