@@ -117,6 +117,7 @@ def generate(seed: int = 2026, district_name: str = DEFAULT_DISTRICT) -> DemoDat
     _add_parcel(park, rng, ox, oy, zones, None, parcels, buildings, land_use="DKV")
     data.tables["parcel"] = parcels
     data.tables["building"] = buildings
+    data.tables["ward"] = _wards(ox, oy, parcels, district_name)
     data.tables["drainage"] = _pipes(roads, canal_line, rng, kind="drainage")
     data.tables["water_supply"] = _pipes(roads, canal_line, rng, kind="water")
     data.tables["power_line"] = _power_lines(ox, oy)
@@ -132,6 +133,19 @@ def generate(seed: int = 2026, district_name: str = DEFAULT_DISTRICT) -> DemoDat
          "geom": MultiPolygon([box(ox + 300, oy + 720, ox + 360, oy + 780)])}
     ]
     return data
+
+
+def _wards(ox: float, oy: float, parcels: list[dict], district_name: str) -> list[dict]:
+    """Ward areas that partition the square: each ward's parcels (numbered in the ward of their
+    centroid) plus the unparcelled space (roads, canal) of its west-to-east strip."""
+    parcelled = shapely.union_all([p["geom"] for p in parcels])
+    out = []
+    for i, (code, name) in enumerate(WARDS):
+        strip = box(ox + i * SIZE / 3, oy, ox + (i + 1) * SIZE / 3, oy + SIZE)
+        own = shapely.union_all([p["geom"] for p in parcels if p["ward_code"] == code])
+        area = strip.difference(parcelled).union(own)
+        out.append({"code": code, "name": name, "district": district_name, "geom": _multi(area)})
+    return out
 
 
 def _offset(line: LineString, distance: float) -> LineString:
@@ -392,4 +406,36 @@ def load(engine, data: DemoData, actor: str = "demo-loader") -> dict[str, int]:
         counts = data.count()
         audit.record(conn, actor=actor, action="demo.load", target_type="dataset", target_id="demo",
                      after={"district": data.district, "origin": list(data.origin), "counts": counts})
+    if data.tables.get("ward"):
+        load_wards(engine, data.tables["ward"], actor)
     return counts
+
+
+WARD_LAYER = "wards"
+
+
+def load_wards(engine, wards: list[dict], actor: str) -> None:
+    """The demo wards as the public generic layer ``wards`` (code, name, district), through the
+    ordinary vector ingest (GeoJSON in CRS84; ingest brings it back to the city CRS)."""
+    import json
+    import tempfile
+
+    from shapely.geometry import mapping
+
+    from layers.ingest import load_layer
+
+    to_wgs84 = transformer(CITY_SRID, 4326)
+
+    def lonlat(xy):
+        return np.column_stack(to_wgs84.transform(xy[:, 0], xy[:, 1]))
+
+    features = [
+        {"type": "Feature", "properties": {k: v for k, v in w.items() if k != "geom"},
+         "geometry": mapping(shapely.transform(w["geom"], lonlat))}
+        for w in wards
+    ]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "wards.geojson"
+        path.write_text(json.dumps({"type": "FeatureCollection", "features": features}, ensure_ascii=False),
+                        encoding="utf-8")
+        load_layer(engine, path, WARD_LAYER, actor=actor, title="Wards (demo)", access_level="public")
