@@ -1,8 +1,10 @@
-"""LoD1 3D city model: CityJSON 2.0 and binary glTF (GLB) export of building prisms.
+"""3D city model: CityJSON 2.0 and binary glTF (GLB) export of buildings, LoD1 and LoD2.
 
 Every building becomes a closed prism from its ground height (p10) to its LoD1 roof height
 (p70) over its footprint: bottom face, top face and one wall per edge (holes included), oriented
-so that normals point outwards (exterior rings counter-clockwise seen from above).
+so that normals point outwards (exterior rings counter-clockwise seen from above). A building
+whose roof model (``lidar.roofs``) reached LoD2 also gets an LoD2 Solid with semantic surfaces
+(RoofSurface, WallSurface, GroundSurface) next to the LoD1 one; the GLB uses LoD2 when present.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from shapely.geometry.polygon import orient
 
 from gisserver.crs import srid_to_epsg
 from lidar.buildings import Building
+from lidar.roofs import lod2_surfaces, lod2_triangles
 
 CITYJSON_VERSION = "2.0"
 
@@ -72,12 +75,13 @@ def to_cityjson(buildings: list[Building], srid: int, *, id_prefix: str = "lidar
         }
         if lidar_date:
             attributes["lidar_date"] = lidar_date
-        objects[f"{id_prefix}-{i}"] = {
-            "type": "Building",
-            "attributes": attributes,
-            "geometry": [{"type": "Solid", "lod": "1",
-                          "boundaries": [prism_surfaces(b.footprint, b.ground_p10, b.roof_p70, add_vertex)]}],
-        }
+        geometry = [{"type": "Solid", "lod": "1",
+                     "boundaries": [prism_surfaces(b.footprint, b.ground_p10, b.roof_p70, add_vertex)]}]
+        if b.roof is not None:
+            attributes.update(_roof_attributes(b))
+            if b.roof.lod2:
+                geometry.append(_lod2_solid(b, add_vertex))
+        objects[f"{id_prefix}-{i}"] = {"type": "Building", "attributes": attributes, "geometry": geometry}
     return {
         "type": "CityJSON",
         "version": CITYJSON_VERSION,
@@ -86,6 +90,29 @@ def to_cityjson(buildings: list[Building], srid: int, *, id_prefix: str = "lidar
         "CityObjects": objects,
         "vertices": vertices,
     }
+
+
+SEMANTIC_TYPES = ("RoofSurface", "WallSurface", "GroundSurface")
+
+
+def _roof_attributes(b: Building) -> dict:
+    """How the roof was modelled: ``lod2_status`` is "lod2" or why the building stayed LoD1."""
+    roof = b.roof
+    out = {"lod2_status": roof.reason, "roof_points": roof.point_count}
+    if roof.planes:
+        out["roof_explained"] = round(roof.explained, 3)
+    if roof.lod2:
+        out.update(roof_type=roof.roof_type, roof_planes=len(roof.planes), roof_plane_rmse=round(roof.plane_rmse, 3))
+    return out
+
+
+def _lod2_solid(b: Building, add_vertex) -> dict:
+    shell, values = [], []
+    for kind, rings in lod2_surfaces(b.roof, b.ground_p10):
+        shell.append([[add_vertex(x, y, z) for x, y, z in ring] for ring in rings])
+        values.append(SEMANTIC_TYPES.index(kind))
+    return {"type": "Solid", "lod": "2.0", "boundaries": [shell],
+            "semantics": {"surfaces": [{"type": t} for t in SEMANTIC_TYPES], "values": [values]}}
 
 
 def write_cityjson(path, buildings: list[Building], srid: int, **kwargs) -> Path:
@@ -116,9 +143,12 @@ def _prism_triangles(poly: Polygon, z0: float, z1: float) -> np.ndarray:
 def to_glb(buildings: list[Building]) -> tuple[bytes, list[float]]:
     """A binary glTF 2.0 (one mesh, flat normals, y-up local metres) and its origin (x, y, z).
 
+    Buildings with an LoD2 roof are exported as LoD2, the others as their LoD1 prism.
+
     glTF is y-up: local (east, height, -north) around the returned origin.
     """
-    tris = [_prism_triangles(b.footprint, b.ground_p10, b.roof_p70) for b in buildings]
+    tris = [lod2_triangles(b.roof, b.ground_p10) if b.roof is not None and b.roof.lod2
+            else _prism_triangles(b.footprint, b.ground_p10, b.roof_p70) for b in buildings]
     tris = np.concatenate(tris) if tris else np.zeros((0, 3, 3))
     origin = tris.reshape(-1, 3).min(axis=0) if len(tris) else np.zeros(3)
     local = tris - origin
@@ -173,6 +203,14 @@ def _enu_to_ecef(lon_deg: float, lat_deg: float, h: float) -> list[float]:
     return [*east, 0.0, *north, 0.0, *up, 0.0, float(x), float(y), float(z), 1.0]
 
 
+def _top(b: Building) -> float:
+    """Highest point of the exported model of a building (ridge of an LoD2 roof, else the LoD1 top)."""
+    if b.roof is None or not b.roof.lod2:
+        return b.roof_p70
+    xy = np.vstack([np.asarray(f.exterior.coords) for f, _ in b.roof.faces])
+    return max(b.roof_p70, float(np.max(b.roof.envelope(xy[:, 0], xy[:, 1]))))
+
+
 def write_3dtiles(folder, buildings: list[Building], srid: int) -> Path:
     """A minimal 3D Tiles 1.1 tileset (one GLB content) that a web viewer (CesiumJS) can load.
 
@@ -192,7 +230,7 @@ def write_3dtiles(folder, buildings: list[Building], srid: int) -> Path:
     lon0, lat0 = to_lonlat.transform(origin[0], origin[1])
     xy = np.vstack([np.asarray(b.footprint.exterior.coords) for b in buildings]) if buildings else np.zeros((1, 2))
     lons, lats = to_lonlat.transform(xy[:, 0], xy[:, 1])
-    top = max((b.roof_p70 for b in buildings), default=origin[2])
+    top = max((_top(b) for b in buildings), default=origin[2])
     region = [float(np.radians(np.min(lons))), float(np.radians(np.min(lats))), float(np.radians(np.max(lons))),
               float(np.radians(np.max(lats))), float(origin[2]), float(top)]
     tileset = {
