@@ -182,7 +182,7 @@ def open_layer(conn: Connection, name: str, principal: Principal | None) -> Laye
 
 
 def source_for(conn: Connection, info: LayerInfo) -> LayerSource:
-    key = (str(conn.engine.url), info.id, info.kind, info.table_schema, info.table_name, info.data_version)
+    key = (conn.engine.url, info.id, info.kind, info.table_schema, info.table_name, info.data_version)
     with _sources_lock:
         cached = _sources.get(key)
     if cached is not None and cached.info == info:
@@ -587,7 +587,7 @@ _plans_lock = threading.Lock()
 
 def identify_plan(conn: Connection, name: str, out: CRSRef = CRS84, *, refresh: bool = False) -> _IdentifyPlan:
     """The compiled identify statement for a layer (cached per layer data version and output CRS)."""
-    key = (str(conn.engine.url), name, out)
+    key = (conn.engine.url, name, out)
     if not refresh:
         with _plans_lock:
             plan = _plans.get(key)

@@ -10,13 +10,20 @@ def services():
 
 
 def register_blueprints(app: Flask) -> None:
+    """Register every blueprint; the ones with ``fast_paths(app)`` also get their lean WSGI routes."""
     from gisserver.api import auth, system
+    from gisserver.fastpath import FastPath
 
+    fast = FastPath(app.wsgi_app, app.extensions["gisserver"].tokens)
     app.register_blueprint(system.bp)
     app.register_blueprint(auth.bp)
     for module_name in OPTIONAL_BLUEPRINTS:
         module = __import__(module_name, fromlist=["bp"])
         app.register_blueprint(module.bp)
+        for path, handler in getattr(module, "fast_paths", lambda _app: {})(app).items():
+            fast.route(path, handler)
+    if fast.routes:
+        app.wsgi_app = fast
 
 
 # blueprints of the other areas, registered in this order
@@ -31,4 +38,5 @@ OPTIONAL_BLUEPRINTS: list[str] = [
     "gisserver.api.uploads",
     "gisserver.api.records",
     "gisserver.api.flood",
+    "gisserver.api.lidar",
 ]

@@ -6,7 +6,10 @@ EPSG:9210); output geometries are in ``out-crs`` (default CRS84). Distances are 
 
 from __future__ import annotations
 
-from flask import Blueprint, request
+from collections.abc import Callable, Mapping
+
+from flask import Blueprint, current_app, request
+from sqlalchemy.engine import Engine
 
 from gisserver.api import services
 from gisserver.api.features import (
@@ -24,6 +27,7 @@ from gisserver.errors import InvalidInput, InvalidParameter
 from gisserver.openapi import declare, json_response, ref
 from gisserver.openapi import query as qparam
 from gisserver.params import parse_choice, parse_float, parse_int
+from gisserver.security import Principal
 from gisserver.web_auth import principal
 from layers import cql
 from layers import query as q
@@ -43,8 +47,8 @@ LAYER_PATH = {"name": "name", "in": "path", "required": True, "schema": {"type":
               "description": "Layer name"}
 
 
-def parse_point() -> q.Point:
-    args = request.args
+def parse_point(args: Mapping[str, str] | None = None) -> q.Point:
+    args = request.args if args is None else args
     if "lon" in args or "lat" in args:
         lon = parse_float("lon", args.get("lon"), minimum=-180, maximum=180)
         lat = parse_float("lat", args.get("lat"), minimum=-90, maximum=90)
@@ -55,8 +59,8 @@ def parse_point() -> q.Point:
     raise InvalidParameter("lon", "give lon and lat (CRS84), or x, y and crs")
 
 
-def _out_crs() -> q.CRSRef:
-    return parse_crs_param("out-crs", request.args.get("out-crs"))
+def _out_crs(args: Mapping[str, str] | None = None) -> q.CRSRef:
+    return parse_crs_param("out-crs", (request.args if args is None else args).get("out-crs"))
 
 
 def _filter():
@@ -76,18 +80,39 @@ def _filter():
 @bp.get("/identify")
 def identify():
     """Identify features at a point."""
-    point = parse_point()
-    names = [n.strip() for n in request.args.get("layers", "parcels").split(",") if n.strip()]
+    body, headers = identify_answer(services().engine, request.args, principal(), current_app.json.dumps)
+    return current_app.response_class(body, headers=headers)
+
+
+def identify_answer(engine: Engine, args: Mapping[str, str], caller: Principal,
+                    dumps: Callable[[object], str]) -> tuple[bytes, list[tuple[str, str]]]:
+    """One identify request, parsed, run and serialised: the body and headers of the 200 answer.
+
+    Shared by the Flask view above and the WSGI fast path (:mod:`gisserver.fastpath`), which
+    both answer exactly the same bytes.
+    """
+    point = parse_point(args)
+    names = [n.strip() for n in args.get("layers", "parcels").split(",") if n.strip()]
     if not names or len(names) > MAX_IDENTIFY_LAYERS:
         raise InvalidParameter("layers", f"give 1 to {MAX_IDENTIFY_LAYERS} layer names")
-    tolerance = parse_float("tolerance", request.args.get("tolerance"), default=0.0, minimum=0,
+    tolerance = parse_float("tolerance", args.get("tolerance"), default=0.0, minimum=0,
                             maximum=q.MAX_IDENTIFY_TOLERANCE)
-    limit = parse_int("limit", request.args.get("limit"), default=10, minimum=1, maximum=100)
-    out = _out_crs()
-    found = q.identify(services().engine, names, point, principal(), tolerance=tolerance, limit=limit, out=out)
+    limit = parse_int("limit", args.get("limit"), default=10, minimum=1, maximum=100)
+    out = _out_crs(args)
+    found = q.identify(engine, names, point, caller, tolerance=tolerance, limit=limit, out=out)
     features = [dict(f, layer=name) for name, feats in found.items() for f in feats]
     body = {"type": "FeatureCollection", "features": features, "numberReturned": len(features)}
-    return json_response_of(body, GEOJSON, headers=content_crs(out))
+    return dumps(body).encode(), [("Content-Type", GEOJSON), *content_crs(out).items()]
+
+
+def fast_paths(app) -> dict:
+    """Handlers of this blueprint that :class:`gisserver.fastpath.FastPath` may answer before Flask."""
+    engine, dumps = app.extensions["gisserver"].engine, app.json.dumps
+
+    def fast_identify(args: Mapping[str, str], caller: Principal):
+        return identify_answer(engine, args, caller, dumps)
+
+    return {"/api/identify": fast_identify}
 
 
 @declare("Parcel by ward, map sheet and parcel number", tags=["queries"],
