@@ -30,45 +30,34 @@ from shapely.geometry import box  # noqa: E402
 from sqlalchemy import func, select, text  # noqa: E402
 
 from gisserver.config import Settings  # noqa: E402
-from gisserver.db import make_engine  # noqa: E402
+from gisserver.db import create_database, database_url_for, drop_database, make_engine  # noqa: E402
 
 E0, N0 = 587_000.0, 1_185_000.0
 PER_BLOCK, BLOCK_W, BLOCK_H, STREET = 40, 212.0, 52.0, 12.0
 
 
-def _server_template() -> str:
+def _server_url() -> str:
+    """TEST_DATABASE_URL's server, else the embedded cluster (started when needed)."""
     import os
 
     url = os.environ.get("TEST_DATABASE_URL")
     if url:
-        return url.rsplit("/", 1)[0] + "/{db}"
+        return url
     from gisserver.pgcluster import cluster_from_settings
 
     cluster = cluster_from_settings(Settings.from_env())
     cluster.start()
-    return cluster.url("{db}").replace("%7Bdb%7D", "{db}")
+    return cluster.url("postgres")
 
 
-def _admin(template: str, sql: str, name: str) -> None:
+def _exists(url: str) -> bool:
     import psycopg2
 
-    conn = psycopg2.connect(template.format(db="postgres"))
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute("SELECT quote_ident(%s)", (name,))
-        cur.execute(sql.replace("{ident}", cur.fetchone()[0]))
-    conn.close()
-
-
-def _exists(template: str, name: str) -> bool:
-    import psycopg2
-
-    conn = psycopg2.connect(template.format(db="postgres"))
-    with conn.cursor() as cur:
-        cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
-        found = cur.fetchone() is not None
-    conn.close()
-    return found
+    try:
+        psycopg2.connect(url).close()
+    except psycopg2.OperationalError:
+        return False
+    return True
 
 
 # the whole synthetic city, in bound parameters (no value is formatted into SQL)
@@ -263,18 +252,17 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep (and reuse) the scratch database")
     args = parser.parse_args()
     name = f"gisserver_bench_licensing_{args.parcels}"
-    template = _server_template()
-    url = template.format(db=name)
-    reuse = args.keep and _exists(template, name)
-    if not reuse:
-        _admin(template, "DROP DATABASE IF EXISTS {ident} WITH (FORCE)", name)
-        _admin(template, "CREATE DATABASE {ident} TEMPLATE template0 ENCODING 'UTF8'", name)
+    server = _server_url()
+    url = database_url_for(server, name)
+    if not (args.keep and _exists(url)):
+        drop_database(server, name)
+        create_database(server, name)
         build(url, args.parcels)
     try:
         measure(url, args.samples)
     finally:
         if not args.keep:
-            _admin(template, "DROP DATABASE IF EXISTS {ident} WITH (FORCE)", name)
+            drop_database(server, name)
 
 
 if __name__ == "__main__":

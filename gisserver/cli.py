@@ -12,8 +12,8 @@ import sys
 
 import click
 
+from gisserver.cli_errors import GISGroup
 from gisserver.config import Settings
-from gisserver.errors import GISError
 
 
 def _settings() -> Settings:
@@ -25,17 +25,6 @@ def _engine(start_embedded: bool = True):
 
     settings = _settings()
     return make_engine(resolve_database_url(settings, start_embedded=start_embedded), pool_size=2)
-
-
-class GISGroup(click.Group):
-    """Turns the project's errors into a clear message and exit status 2, not a traceback."""
-
-    def invoke(self, ctx):
-        try:
-            return super().invoke(ctx)
-        except GISError as exc:
-            click.echo(f"error: {exc.message}", err=True)
-            sys.exit(2)
 
 
 @click.group(cls=GISGroup)

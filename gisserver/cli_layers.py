@@ -8,7 +8,8 @@ from pathlib import Path
 
 import click
 
-from gisserver.cli import GISGroup, _engine
+from gisserver.cli import _engine
+from gisserver.cli_errors import GISGroup
 from gisserver.schema import ACCESS_LEVELS
 
 

@@ -11,7 +11,8 @@ ISO_DATE = click.DateTime(formats=["%Y-%m-%d"])
 
 
 def register(main: click.Group) -> None:
-    from gisserver.cli import GISGroup, _engine
+    from gisserver.cli import _engine
+    from gisserver.cli_errors import GISGroup
 
     @main.group("licensing", cls=GISGroup)
     def licensing():

@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from gisserver.errors import GISError
+from gisserver.cli_errors import GISGroup
 
 
 def _engine():
@@ -20,16 +20,7 @@ def _engine():
     return make_engine(resolve_database_url(Settings.from_env(), start_embedded=True), pool_size=2)
 
 
-class _Group(click.Group):
-    def invoke(self, ctx):
-        try:
-            return super().invoke(ctx)
-        except GISError as exc:
-            click.echo(f"error: {exc.message}", err=True)
-            sys.exit(2)
-
-
-@click.group(cls=_Group)
+@click.group(cls=GISGroup)
 def lidar():
     """LiDAR point clouds: file index, terrain and surface models."""
 
