@@ -11,7 +11,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 # PyPI names whose conda-forge package is named differently, or that conda-forge does not carry
-CONDA_NAMES = {"psycopg2-binary": "psycopg2", "laspy": "laspy", "mapnik": None, "playwright": "playwright"}
+CONDA_NAMES = {"psycopg2-binary": "psycopg2", "laspy": "laspy", "mapnik": None, "playwright": "playwright",
+               "startinpy": None}
 EXTRA_CONDA = {"laspy[lazrs]": ["laspy", "lazrs-python"]}
 
 
