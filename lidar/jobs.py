@@ -4,23 +4,46 @@
 or a test), reporting progress in ``job.progress`` and, at the end and in one transaction, the
 registered rasters, the tile index and the job's result. A failed run records every failed tile
 in ``lidar_tile`` (status 'failed') and the error on the job: nothing is half-registered.
+
+Ingest jobs (the HTTP API): ``preflight`` checks a file before it is queued (header, CRS declared
+or in the file, complete LAZ chunk table, inside the city), ``submit_ingest_job`` queues it and
+``work`` (``python -m lidar.worker``) runs queued ingests: one validating pass over the points,
+the tiled DTM/DSM/nDSM/hillshade run, buildings (cadastral footprints first, then detected ones),
+and one transaction that indexes the file, registers the rasters, the tiles and the buildings,
+and writes the audit entry. A failure registers nothing and removes an uploaded file.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import logging
+import shutil
+import struct
+import time
 from pathlib import Path
 
+import numpy as np
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import Engine
 
+from gisserver import audit
 from gisserver.crs import CITY_SRID
-from gisserver.errors import GISError, NotFound
-from gisserver.schema import job
-from lidar.catalogue import register_products
-from lidar.store import record_tiles
-from lidar.tiling import Source, TileFailed, TileScheme, run_tiled
+from gisserver.errors import Conflict, GISError, InvalidFile, NotFound
+from gisserver.schema import job, raster
+from lidar.buildings import BuildingParams, detect_buildings
+from lidar.catalogue import footprint_in_city_crs, register_products
+from lidar.grid import GridSpec, sample_bilinear
+from lidar.io import DEFAULT_CHUNK_SIZE, LidarFile, open_cloud, summarize
+from lidar.store import check_not_indexed, insert_file, record_tiles, store_run_buildings
+from lidar.tiling import Source, TiledRun, TileFailed, TileScheme, run_tiled
+
+log = logging.getLogger(__name__)
 
 JOB_KIND = "lidar-process"
+INGEST_KIND = "lidar-ingest"
+JOB_KINDS = (JOB_KIND, INGEST_KIND)
+#: cell of the building detection grid (the DTM is sampled onto it when the run is coarser)
+BUILDING_CELL = 0.5
 
 
 def submit_processing_job(conn, *, sources: list[dict], prefix: str, tile_size: float = 500.0,
@@ -112,3 +135,213 @@ def _fail(engine: Engine, job_id: int, exc: GISError, tile_size: float) -> None:
         conn.execute(update(job).where(job.c.id == job_id).values(
             status="failed", error=f"{exc.code}: {exc.message}", message="failed", finished_at=func.now(),
             result={"error": exc.code, "details": exc.details}))
+
+
+# --- ingest jobs (HTTP upload or server-side path) --------------------------------------------------
+
+
+def preflight(path, *, crs=None, vertical_datum: str | None = None) -> LidarFile:
+    """The checks that need no pass over the points, so that a request can answer 400 at once.
+
+    Header and VLRs, the CRS (in the file or declared: ``MissingCRS`` otherwise), an uncompressed
+    file's size, a LAZ file's chunk table (a truncated LAZ has lost it), points present, and the
+    cloud inside the city CRS's area of use. Corruption inside the compressed points is found by
+    the job's first pass, which then registers nothing.
+    """
+    cloud = open_cloud(path, crs=crs, vertical_datum=vertical_datum)
+    if cloud.point_count == 0:
+        raise InvalidFile(f"{cloud.path.name}: the file holds no points")
+    _check_laz_chunk_table(cloud)
+    cloud.check_area_of_use(CITY_SRID)
+    return cloud
+
+
+def _check_laz_chunk_table(cloud: LidarFile) -> None:
+    h = cloud.header
+    if not h.are_points_compressed:
+        return
+    with open(cloud.path, "rb") as fh:
+        fh.seek(h.offset_to_point_data)
+        raw = fh.read(8)
+    if len(raw) < 8:
+        raise InvalidFile(f"{cloud.path.name}: truncated: the file ends before its point data")
+    (offset,) = struct.unpack("<q", raw)
+    # -1: a streaming writer that never came back to write the offset (the table is found at the end)
+    if offset != -1 and offset >= cloud.file_size:
+        raise InvalidFile(
+            f"{cloud.path.name}: truncated: the LAZ chunk table should start at byte {offset} "
+            f"but the file has {cloud.file_size} bytes",
+            details={"expected_bytes": offset, "file_bytes": cloud.file_size},
+        )
+
+
+def submit_ingest_job(conn, *, path, name: str, uploaded: bool, crs: str | None = None,
+                      vertical_datum: str | None = None, prefix: str | None = None, tile_size: float = 500.0,
+                      resolution: float = 1.0, access_level: str = "public", owner: str) -> int:
+    """Queue the ingest of a pre-flighted file; ``prefix`` of the raster names defaults to lidar_<job id>.
+
+    ``uploaded``: the file was sent over HTTP and belongs to the server (removed if the job fails).
+    """
+    path = Path(path).resolve()
+    check_not_indexed(conn, path)
+    pending = conn.execute(select(job.c.id).where(job.c.kind == INGEST_KIND, job.c.status.in_(("queued", "running")),
+                                                  job.c.params["path"].astext == str(path))).scalar()
+    if pending is not None:
+        raise Conflict(f"{path.name} is already being ingested (job {pending})")
+    params = {"path": str(path), "name": name, "uploaded": uploaded, "crs": crs, "vertical_datum": vertical_datum,
+              "prefix": prefix, "tile_size": tile_size, "resolution": resolution, "access_level": access_level}
+    job_id = int(conn.execute(insert(job).values(kind=INGEST_KIND, status="queued", params=params, owner=owner,
+                                                 message="queued").returning(job.c.id)).scalar_one())
+    if prefix is None:
+        params["prefix"] = f"lidar_{job_id}"
+        conn.execute(update(job).where(job.c.id == job_id).values(params=params))
+    names = [f"{params['prefix']}_{kind}" for kind in ("dtm", "dsm", "ndsm", "hillshade")]
+    taken = conn.execute(select(raster.c.name).where(raster.c.name.in_(names))).scalars().first()
+    if taken is not None:
+        raise Conflict(f"a raster named {taken!r} is already registered; choose another prefix")
+    audit.record(conn, actor=owner, action="lidar.ingest.submit", target_type="job", target_id=job_id,
+                 after={"name": name, "uploaded": uploaded, "crs": crs, "prefix": params["prefix"]})
+    return job_id
+
+
+def job_status(conn, job_id: int) -> dict:
+    """A LiDAR job as the API shows it (status, progress in percent, message, result or error)."""
+    row = conn.execute(
+        select(job.c.id, job.c.kind, job.c.status, job.c.progress, job.c.message, job.c.error, job.c.result,
+               job.c.params, job.c.owner, job.c.created_at, job.c.started_at, job.c.finished_at)
+        .where(job.c.id == job_id, job.c.kind.in_(JOB_KINDS))
+    ).first()
+    if row is None:
+        raise NotFound(f"no LiDAR job {job_id}")
+    d = dict(row._mapping)
+    d["progress"] = float(d["progress"] or 0)
+    params = dict(d.pop("params") or {})
+    if params.get("uploaded"):
+        params.pop("path", None)  # where the server keeps an upload is not the caller's business
+    d["params"] = params
+    for key in ("created_at", "started_at", "finished_at"):
+        d[key] = d[key].isoformat() if d[key] is not None else None
+    return d
+
+
+def claim_next(engine: Engine) -> int | None:
+    """Take the oldest queued ingest (rows other workers hold are skipped); None if there is none."""
+    with engine.begin() as conn:
+        pick = (select(job.c.id).where(job.c.kind == INGEST_KIND, job.c.status == "queued")
+                .order_by(job.c.id).limit(1).with_for_update(skip_locked=True).scalar_subquery())
+        return conn.execute(
+            update(job).where(job.c.id == pick)
+            .values(status="running", started_at=func.now(), progress=0, message="claimed")
+            .returning(job.c.id)
+        ).scalar()
+
+
+def work(engine: Engine, outdir, *, once: bool = False, poll_seconds: float = 2.0, scheduler: str | None = None,
+         n_workers: int | None = None, processes: bool = True) -> int:
+    """Run queued ingests one after the other; with ``once`` return when the queue is empty."""
+    done = 0
+    while True:
+        job_id = claim_next(engine)
+        if job_id is None:
+            if once:
+                return done
+            time.sleep(poll_seconds)
+            continue
+        try:
+            run_ingest_job(engine, job_id, outdir, scheduler=scheduler, n_workers=n_workers, processes=processes)
+        except GISError as exc:  # recorded on the job; the worker goes on
+            log.warning("LiDAR job %s failed: %s", job_id, exc.message)
+        done += 1
+
+
+def run_ingest_job(engine: Engine, job_id: int, outdir, *, scheduler: str | None = None,
+                   n_workers: int | None = None, processes: bool = True, chunk_size: int = DEFAULT_CHUNK_SIZE) -> dict:
+    """Validate, process and register one ingest (see the module doc); returns the job's result."""
+    with engine.begin() as conn:
+        row = conn.execute(select(job.c.params, job.c.owner).where(job.c.id == job_id, job.c.kind == INGEST_KIND)
+                           ).one_or_none()
+        if row is None:
+            raise NotFound(f"no LiDAR ingest job {job_id}")
+        conn.execute(update(job).where(job.c.id == job_id).values(status="running", message="running"))
+    p = row.params
+    workdir = Path(outdir) / f"job_{job_id}"
+    progress = _Progress(engine, job_id)
+    try:
+        result = _ingest(engine, job_id, p, row.owner or "system", workdir, progress, chunk_size=chunk_size,
+                         scheduler=scheduler, n_workers=n_workers, processes=processes)
+    except Exception as exc:
+        error = exc if isinstance(exc, GISError) else GISError(f"internal error: {type(exc).__name__}")
+        if not isinstance(exc, GISError):
+            log.exception("LiDAR job %s", job_id)
+        _fail(engine, job_id, error, p["tile_size"])
+        shutil.rmtree(workdir, ignore_errors=True)
+        if p.get("uploaded"):
+            Path(p["path"]).unlink(missing_ok=True)
+        if error is exc:
+            raise
+        raise error from exc
+    return result
+
+
+def _ingest(engine: Engine, job_id: int, p: dict, owner: str, workdir: Path, progress, *, chunk_size: int,
+            scheduler, n_workers, processes) -> dict:
+    source = Source(p["path"], p.get("crs"), p.get("vertical_datum"))
+    progress(0.0, "validate")
+    summary = summarize(source.path, crs=source.crs, vertical_datum=source.vertical_datum, chunk_size=chunk_size)
+    footprint = footprint_in_city_crs(summary.bounds, summary.srid)
+    with engine.connect() as conn:
+        check_not_indexed(conn, source.path)
+    run = run_tiled([source], workdir, tile_size=p["tile_size"], resolution=p["resolution"], target_srid=CITY_SRID,
+                    scheduler=scheduler, n_workers=n_workers, processes=processes, chunk_size=chunk_size,
+                    progress=lambda f, stage: progress(0.1 + 0.7 * f, stage))
+    progress(0.8, "buildings")
+    x, y, z, nret, dtm, grid = elevated_points(run, [source], chunk_size=chunk_size)
+    cls = np.ones(len(x), np.uint8)  # every kept point is > min_height above the DTM: not ground
+    detected, _ = detect_buildings(x, y, z, cls, nret, dtm, grid)
+    lidar_date = dt.date.fromisoformat(summary.acquisition_date) if summary.acquisition_date else None
+    progress(0.95, "register")
+    with engine.begin() as conn:
+        file_id = insert_file(conn, source.path, summary, name=p["name"])
+        rasters = register_products(conn, run.outputs, prefix=p["prefix"], srid=run.srid,
+                                    vertical_datum=run.vertical_datum, sources=run.sources,
+                                    access_level=p["access_level"])
+        tiles = record_tiles(conn, run, p["tile_size"], job_id=job_id)
+        built = store_run_buildings(conn, detected, x, y, z, cls, dtm, grid, area=footprint, lidar_date=lidar_date)
+        result = {"file_id": file_id, "rasters": rasters, "tiles": tiles, "points": summary.point_count,
+                  "classes": {str(k): v for k, v in run.classes.items()}, "srid": run.srid,
+                  "buildings": {"ids": built["stored"], "detected": built["detected"],
+                                "cadastral_updated": built["cadastral_updated"],
+                                "dropped_as_cadastral": built["dropped_as_cadastral"],
+                                "replaced": built["replaced"]}}
+        audit.record(conn, actor=owner, action="lidar.ingest", target_type="lidar_file", target_id=file_id,
+                     after={"job_id": job_id, "name": p["name"], "rasters": rasters, "tiles": tiles,
+                            "buildings": len(built["stored"]), "cadastral_updated": built["cadastral_updated"]})
+        conn.execute(update(job).where(job.c.id == job_id).values(
+            status="succeeded", progress=100, message="done", result=result, finished_at=func.now()))
+    return result
+
+
+def elevated_points(run: TiledRun, sources: list[Source], *, params: BuildingParams | None = None,
+                    chunk_size: int = DEFAULT_CHUNK_SIZE):
+    """Points more than ``min_height`` above the run's DTM (second chunked pass) and the DTM on the
+    building grid (``BUILDING_CELL``; sampled bilinearly when the run is coarser).
+
+    Returns (x, y, z, number_of_returns, dtm, grid), all in the run's CRS.
+    """
+    params = params or BuildingParams()
+    grid, dtm = run.grid, run.surfaces.dtm
+    keep: list[tuple] = []
+    for s in sources:
+        for chunk in open_cloud(s.path, crs=s.crs, vertical_datum=s.vertical_datum).chunks(chunk_size, run.srid):
+            above = chunk.z - sample_bilinear(dtm, chunk.x, chunk.y, grid.x0, grid.y1, grid.cell)
+            sel = (above > params.min_height) & ~np.isin(chunk.classification, (7, 18))
+            keep.append((chunk.x[sel], chunk.y[sel], chunk.z[sel], chunk.number_of_returns[sel]))
+    x, y, z, nret = (np.concatenate([k[i] for k in keep]) if keep else np.empty(0) for i in range(4))
+    k = int(round(grid.cell / BUILDING_CELL))
+    if k <= 1:
+        return x, y, z, nret.astype(np.uint8), dtm, grid
+    fine = GridSpec(grid.x0, grid.y1, grid.cell / k, grid.width * k, grid.height * k)
+    cx, cy = np.meshgrid(fine.x0 + (np.arange(fine.width) + 0.5) * fine.cell,
+                         fine.y1 - (np.arange(fine.height) + 0.5) * fine.cell)
+    fine_dtm = sample_bilinear(dtm, cx.ravel(), cy.ravel(), grid.x0, grid.y1, grid.cell).reshape(fine.shape)
+    return x, y, z, nret.astype(np.uint8), fine_dtm, fine

@@ -7,21 +7,24 @@ leaves nothing half-registered (use ``engine.begin()``).
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 
 import numpy as np
 import shapely
 from geoalchemy2.elements import WKTElement
+from geoalchemy2.shape import to_shape
+from shapely import STRtree
 from shapely.geometry import MultiPolygon, Polygon, box
-from sqlalchemy import insert, select
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.engine import Connection
 
-from gisserver.crs import CITY_SRID, transformer
-from gisserver.errors import Conflict
+from gisserver.crs import CITY_SRID, crs_uri, transformer
+from gisserver.errors import Conflict, NotFound
 from gisserver.schema import building
 from lidar.buildings import Building
 from lidar.catalogue import footprint_in_city_crs
-from lidar.io import DEFAULT_CHUNK_SIZE, summarize
+from lidar.io import DEFAULT_CHUNK_SIZE, FileSummary, summarize
 from lidar.tables import lidar_file, lidar_tile
 from lidar.tiling import TiledRun, TileScheme
 
@@ -30,12 +33,27 @@ def index_file(conn: Connection, path, *, crs=None, vertical_datum: str | None =
                chunk_size: int = DEFAULT_CHUNK_SIZE) -> int:
     """Read a file once (chunked), validate it, and add it to ``lidar_file``; returns its id."""
     path = Path(path).resolve()
+    check_not_indexed(conn, path)
+    return insert_file(conn, path, summarize(path, crs=crs, vertical_datum=vertical_datum, chunk_size=chunk_size))
+
+
+def check_not_indexed(conn: Connection, path) -> None:
+    """Conflict (409) when the file is in the index already."""
+    path = Path(path).resolve()
     if conn.execute(select(lidar_file.c.id).where(lidar_file.c.path == str(path))).scalar() is not None:
         raise Conflict(f"{path.name} is already indexed")
-    s = summarize(path, crs=crs, vertical_datum=vertical_datum, chunk_size=chunk_size)
+
+
+def insert_file(conn: Connection, path, s: FileSummary, *, name: str | None = None) -> int:
+    """Add a validated file (its one-pass ``summarize``) to ``lidar_file``; returns its id.
+
+    ``name`` is the name shown to users (an uploaded file keeps the name it was sent with).
+    """
+    path = Path(path).resolve()
+    check_not_indexed(conn, path)
     footprint = footprint_in_city_crs(s.bounds, s.srid)
     row = {
-        "path": str(path), "name": path.name, "file_size": s.file_size, "las_version": s.version,
+        "path": str(path), "name": name or path.name, "file_size": s.file_size, "las_version": s.version,
         "point_format": s.point_format, "copc": s.copc, "point_count": s.point_count, "density": s.density,
         "classes": {str(k): v for k, v in s.classes.items()}, "z_min": s.z_range[0], "z_max": s.z_range[1],
         "source_srid": s.srid, "crs_name": s.crs_name, "crs_source": s.crs_source,
@@ -97,9 +115,6 @@ def update_cadastral_heights(conn: Connection, x, y, z, classification, dtm, gri
     The cloud and ``grid`` are in the city CRS. Every ``building`` row with source 'cadastre'
     inside the grid gets ground p10, roof p50/p70/p90, height and floors; returns how many.
     """
-    from geoalchemy2.shape import to_shape
-    from sqlalchemy import func, update
-
     from lidar.buildings import building_heights
 
     envelope = func.ST_MakeEnvelope(*grid.bounds, CITY_SRID)
@@ -121,3 +136,96 @@ def update_cadastral_heights(conn: Connection, x, y, z, classification, dtm, gri
             lidar_date=lidar_date))
         done += 1
     return done
+
+
+def store_run_buildings(conn: Connection, detected: list[Building], x, y, z, classification, dtm, grid, *,
+                        area, lidar_date: dt.date | None = None, min_overlap: float = 0.2) -> dict:
+    """Buildings of a processed survey, cadastre first (DOMAIN §5), in the caller's transaction.
+
+    The cloud and ``grid`` are in the city CRS; ``area`` (a shapely polygon in the city CRS) is
+    the surveyed footprint. Cadastral footprints in the grid get their heights; a detected
+    building that overlaps a cadastral one by more than ``min_overlap`` of its area is dropped;
+    buildings an earlier survey detected inside ``area`` are replaced by this survey's.
+    """
+    cadastral = update_cadastral_heights(conn, x, y, z, classification, dtm, grid, lidar_date=lidar_date)
+    envelope = func.ST_MakeEnvelope(*grid.bounds, CITY_SRID)
+    footprints = [to_shape(g) for g in conn.execute(
+        select(building.c.geom).where(building.c.source == "cadastre", func.ST_Intersects(building.c.geom, envelope))
+    ).scalars()]
+    kept = detected
+    if footprints:
+        tree = STRtree(footprints)
+        kept = [b for b in detected
+                if not any(footprints[i].intersection(b.footprint).area > min_overlap * b.area
+                           for i in tree.query(b.footprint, predicate="intersects"))]
+    replaced = conn.execute(delete(building).where(
+        building.c.source == "lidar",
+        func.ST_Within(building.c.geom, func.ST_GeomFromText(area.wkt, CITY_SRID)),
+    )).rowcount
+    ids = store_buildings(conn, kept, srid=CITY_SRID, lidar_date=lidar_date)
+    return {"cadastral_updated": cadastral, "detected": len(detected), "stored": ids,
+            "dropped_as_cadastral": len(detected) - len(kept), "replaced": int(replaced)}
+
+
+# --- listings (footprints as GeoJSON in CRS84) ------------------------------------------------------
+
+_FILE_PROPERTIES = ("name", "file_size", "las_version", "point_format", "copc", "point_count", "density",
+                    "classes", "z_min", "z_max", "source_srid", "crs_name", "crs_source", "vertical_datum",
+                    "acquisition_date", "created_at")
+
+
+def _feature(row, properties: tuple[str, ...]) -> dict:
+    props = {}
+    for name in properties:
+        value = row._mapping[name]
+        props[name] = value.isoformat() if isinstance(value, dt.date | dt.datetime) else value
+    return {"type": "Feature", "id": row.id, "geometry": json.loads(row.geometry), "properties": props}
+
+
+def _geojson_column(column):
+    return func.ST_AsGeoJSON(func.ST_Transform(column, 4326), 8).label("geometry")
+
+
+def list_files(conn: Connection, *, limit: int = 100, offset: int = 0) -> tuple[list[dict], int]:
+    """Indexed files as GeoJSON features (footprint, counts, density, classes, z range, CRS, date)."""
+    total = conn.execute(select(func.count()).select_from(lidar_file)).scalar_one()
+    rows = conn.execute(
+        select(lidar_file.c.id, *[lidar_file.c[n] for n in _FILE_PROPERTIES], _geojson_column(lidar_file.c.footprint))
+        .order_by(lidar_file.c.id).limit(limit).offset(offset)
+    ).all()
+    return [_file_feature(r) for r in rows], int(total)
+
+
+def get_file(conn: Connection, file_id: int) -> dict:
+    row = conn.execute(
+        select(lidar_file.c.id, *[lidar_file.c[n] for n in _FILE_PROPERTIES], _geojson_column(lidar_file.c.footprint))
+        .where(lidar_file.c.id == file_id)
+    ).first()
+    if row is None:
+        raise NotFound(f"no LiDAR file {file_id}")
+    return _file_feature(row)
+
+
+def _file_feature(row) -> dict:
+    feature = _feature(row, _FILE_PROPERTIES)
+    props = feature["properties"]
+    props["classes"] = {k: int(v) for k, v in sorted(props["classes"].items(), key=lambda kv: int(kv[0]))}
+    props["z_range"] = [props.pop("z_min"), props.pop("z_max")]
+    props["crs"] = crs_uri(props.pop("source_srid"))
+    return feature
+
+
+_TILE_PROPERTIES = ("job_id", "tile_size", "tile_x", "tile_y", "status", "point_count", "ground_count", "classes",
+                    "error", "created_at")
+
+
+def list_tiles(conn: Connection, *, job_id: int | None = None, limit: int = 1000,
+               offset: int = 0) -> tuple[list[dict], int]:
+    """Processed tiles (all, or one job's) as GeoJSON features with counts, classes and status."""
+    where = [] if job_id is None else [lidar_tile.c.job_id == job_id]
+    total = conn.execute(select(func.count()).select_from(lidar_tile).where(*where)).scalar_one()
+    rows = conn.execute(
+        select(lidar_tile.c.id, *[lidar_tile.c[n] for n in _TILE_PROPERTIES], _geojson_column(lidar_tile.c.geom))
+        .where(*where).order_by(lidar_tile.c.id).limit(limit).offset(offset)
+    ).all()
+    return [_feature(r, _TILE_PROPERTIES) for r in rows], int(total)

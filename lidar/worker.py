@@ -1,0 +1,39 @@
+"""Command-line LiDAR ingest worker: ``python -m lidar.worker [--output var/lidar/jobs] [--once]``.
+
+Runs the ingests queued through the HTTP API (``POST /api/lidar/files``) from the PostgreSQL job
+queue (see :mod:`lidar.jobs`), one at a time; several workers may share the queue. Tiles run on
+a Dask LocalCluster, or on the cluster whose scheduler address is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="lidar-worker", description=__doc__.splitlines()[0])
+    parser.add_argument("--database-url", help="PostgreSQL URL (default: from the settings)")
+    parser.add_argument("--output", help="folder for the rasters (default: <var>/lidar/jobs)")
+    parser.add_argument("--once", action="store_true", help="exit when the queue is empty")
+    parser.add_argument("--scheduler", help="Dask scheduler address (default: a LocalCluster)")
+    parser.add_argument("--workers", type=int, default=None, help="LocalCluster worker processes")
+    args = parser.parse_args(argv)
+    from gisserver.config import Settings
+    from gisserver.db import make_engine, resolve_database_url
+    from lidar.jobs import work
+
+    settings = Settings.from_env()
+    url = args.database_url or resolve_database_url(settings, start_embedded=True)
+    engine = make_engine(url, pool_size=2, application_name="lidar-worker")
+    output = Path(args.output) if args.output else Path(settings.var_dir) / "lidar" / "jobs"
+    try:
+        done = work(engine, output, once=args.once, scheduler=args.scheduler, n_workers=args.workers)
+    finally:
+        engine.dispose()
+    print(f"lidar worker: {done} job(s) done")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

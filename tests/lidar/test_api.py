@@ -1,0 +1,254 @@
+"""LiDAR over HTTP: upload or server-side path -> job (worker) -> file and tile index, rasters,
+buildings; auth, limits, bad files (400, nothing registered), audit entries.
+
+The cloud is the real AHN3 Delft crop moved into Quận 8 (``relocated_las`` in conftest), sent as
+LAZ; the unmoved Delft file checks the CRS rules (none in the file; declared EPSG:28992 lies
+outside the city).
+"""
+
+from __future__ import annotations
+
+import json
+
+import laspy
+import numpy as np
+import pytest
+from sqlalchemy import func, select
+
+from gisserver import schema
+from gisserver.config import Settings
+from lidar import jobs
+from lidar.tables import lidar_file, lidar_tile
+from tests.conftest import auth
+
+AHN3_POINTS = 208_432
+
+
+@pytest.fixture(scope="module")
+def allowed_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("lidar_allowed")
+
+
+@pytest.fixture(scope="module")
+def lidar_app(db_engine, database_url, tmp_path_factory, allowed_dir):
+    """The application with LiDAR limits small enough to test (4 MiB uploads, 3-building exports)."""
+    from gisserver import create_app
+    from layers.catalogue import sync_canonical_layers
+
+    with db_engine.begin() as conn:
+        sync_canonical_layers(conn)
+    app = create_app(Settings.from_env(
+        database_url=database_url, var_dir=tmp_path_factory.mktemp("var"), secret_key="test-secret",
+        max_upload_mb=8, token_cache_seconds=0, lidar_max_upload_mb=4, lidar_export_max_buildings=400,
+        lidar_allowed_dirs=(allowed_dir,)))
+    app.config["TESTING"] = True
+    return app
+
+
+@pytest.fixture
+def lidar_client(lidar_app, catalogue):
+    return lidar_app.test_client()
+
+
+@pytest.fixture(scope="module")
+def q8_laz(relocated_las, tmp_path_factory):
+    """The relocated AHN3 crop as LAZ (1.2 MB; EPSG:9210 in a GeoTIFF key)."""
+    path = tmp_path_factory.mktemp("q8") / "ahn3_q8.laz"
+    laspy.read(relocated_las).write(path)
+    return path
+
+
+def _upload(client, path_or_bytes, filename, token=None, **fields):
+    """A multipart body built here: werkzeug's test client leaks the file it spools big bodies to."""
+    content = path_or_bytes if isinstance(path_or_bytes, bytes) else path_or_bytes.read_bytes()
+    boundary = "lidar-test-boundary"
+    parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
+             for k, v in fields.items()]
+    head = (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n").encode()
+    body = b"".join(parts) + head + content + f"\r\n--{boundary}--\r\n".encode()
+    return client.post("/api/lidar/files", data=body, headers=auth(token) if token else {},
+                       content_type=f"multipart/form-data; boundary={boundary}")
+
+
+def _counts(engine) -> tuple[int, int, int, int]:
+    with engine.connect() as conn:
+        return tuple(conn.execute(select(func.count()).select_from(t)).scalar_one()
+                     for t in (lidar_file, lidar_tile, schema.raster, schema.building))
+
+
+def _run_worker(lidar_app, engine) -> int:
+    out = lidar_app.extensions["gisserver"].settings.var_dir / "lidar" / "jobs"
+    return jobs.work(engine, out, once=True, processes=False, n_workers=1)
+
+
+def test_upload_is_processed_by_the_worker_and_indexed(lidar_app, lidar_client, catalogue, make_user, q8_laz):
+    _, planner = make_user("planner")
+    resp = _upload(lidar_client, q8_laz, "khảo sát Q8.laz", planner, vertical_datum="NAP", resolution="1")
+    assert resp.status_code == 202, resp.json
+    job = resp.json
+    assert job["status"] == "queued" and job["kind"] == "lidar-ingest" and job["progress"] == 0
+    assert job["params"]["name"] == "khảo sát Q8.laz" and "path" not in job["params"]
+    self_url = next(link["href"] for link in job["links"] if link["rel"] == "self")
+    assert _counts(catalogue) == (0, 0, 0, 0)  # queued: nothing registered yet
+
+    assert _run_worker(lidar_app, catalogue) == 1
+    done = lidar_client.get(self_url, headers=auth(planner)).json
+    assert done["status"] == "succeeded" and done["progress"] == 100, done
+    result = done["result"]
+    assert set(result["rasters"]) == {"dtm", "dsm", "ndsm", "hillshade"}
+    assert result["points"] == AHN3_POINTS and sum(result["classes"].values()) == AHN3_POINTS
+    # the Delft crop's urban blocks: 7 footprints in the whole-file pipeline (test_buildings.py)
+    assert 5 <= result["buildings"]["detected"] <= 9
+    assert len(result["buildings"]["ids"]) == result["buildings"]["detected"]
+
+    # the file index: footprint in CRS84 around the relocated crop (Quận 8), counts, CRS, classes
+    files = lidar_client.get("/api/lidar/files", headers=auth(planner))
+    assert files.status_code == 200 and files.mimetype == "application/geo+json"
+    [feature] = files.json["features"]
+    props = feature["properties"]
+    assert feature["id"] == result["file_id"] and props["name"] == "khảo sát Q8.laz"
+    assert props["point_count"] == AHN3_POINTS and props["crs"].endswith("/9210") and props["crs_source"] == "geotiff"
+    assert props["vertical_datum"] == "NAP" and 10 < props["density"] < 20
+    assert props["classes"]["2"] > 50_000 and props["classes"]["6"] > 10_000
+    assert -10 < props["z_range"][0] < props["z_range"][1] < 150
+    ring = np.asarray(feature["geometry"]["coordinates"][0])
+    assert feature["geometry"]["type"] == "Polygon"
+    assert 106.5 < ring[:, 0].min() < ring[:, 0].max() < 106.8 and 10.6 < ring[:, 1].min() < ring[:, 1].max() < 10.9
+    assert lidar_client.get(f"/api/lidar/files/{feature['id']}", headers=auth(planner)).json["id"] == feature["id"]
+
+    tiles = lidar_client.get(f"/api/lidar/tiles?job={job['id']}", headers=auth(planner)).json["features"]
+    assert len(tiles) == result["tiles"] >= 1
+    assert all(t["properties"]["status"] == "done" for t in tiles)
+    assert sum(t["properties"]["point_count"] for t in tiles) == AHN3_POINTS
+
+    with catalogue.connect() as conn:
+        rasters = conn.execute(select(schema.raster.c.name, schema.raster.c.kind)).all()
+        lidar_buildings = conn.execute(select(func.count()).select_from(schema.building)
+                                       .where(schema.building.c.source == "lidar")).scalar_one()
+        actions = conn.execute(select(schema.audit_log.c.action, schema.audit_log.c.actor)
+                               .where(schema.audit_log.c.action.like("lidar.%")).order_by(schema.audit_log.c.id)).all()
+    assert {r.kind for r in rasters} == {"dtm", "dsm", "ndsm", "hillshade"}
+    assert all(r.name.startswith(f"lidar_{job['id']}_") for r in rasters)
+    assert lidar_buildings == result["buildings"]["detected"]
+    assert [a.action for a in actions] == ["lidar.ingest.submit", "lidar.ingest"]
+    assert len({a.actor for a in actions}) == 1 and actions[0].actor.startswith("planner_")
+
+    # the same survey's exported buildings carry the stored heights (CityJSON of the area)
+    lon0, lat0 = ring.min(axis=0)
+    lon1, lat1 = ring.max(axis=0)
+    city = lidar_client.get(f"/api/lidar/export/cityjson?bbox={lon0},{lat0},{lon1},{lat1}")
+    assert city.status_code == 200 and city.mimetype == "application/city+json"
+    objects = city.json["CityObjects"]
+    assert {f"building-{i}" for i in result["buildings"]["ids"]} == set(objects)
+    for obj in objects.values():  # Delft's blocks: 3-30 m tall, ground near NAP 0
+        a = obj["attributes"]
+        assert 3 < a["measuredHeight"] < 30 and -3 < a["h_ground_p10"] < 3
+        assert a["lidar_date"] == props["acquisition_date"]
+
+
+def test_bad_files_are_400_at_once_and_nothing_is_queued(lidar_client, catalogue, make_user, q8_laz, ahn3_path):
+    _, planner = make_user("planner")
+    laz = q8_laz.read_bytes()
+    cases = [
+        (ahn3_path.read_bytes(), "delft.laz", {}, "missing-crs"),  # no CRS in the file, none declared
+        (ahn3_path.read_bytes(), "delft.laz", {"crs": "EPSG:28992"}, "invalid-input"),  # Delft is not in the city
+        (laz[: len(laz) // 2], "cut.laz", {}, "invalid-file"),  # truncated LAZ: its chunk table is gone
+        (b"LASF" + b"\0" * 300, "zeros.las", {}, "invalid-file"),
+        (b"not a point cloud at all", "junk.laz", {}, "invalid-file"),
+        (laz, "q8.laz", {"crs": "EPSG:999999"}, "unknown-crs"),
+        (laz, "q8.laz", {"resolution": "0"}, "invalid-parameter"),
+        (laz, "q8.laz", {"resolution": "1", "tile_size": "500.5"}, "invalid-parameter"),
+        (laz, "q8.laz", {"access_level": "secret"}, "invalid-parameter"),
+        (laz, "q8.laz", {"prefix": "x; DROP TABLE raster"}, "invalid-parameter"),
+    ]
+    for content, name, fields, code in cases:
+        resp = _upload(lidar_client, content, name, planner, **fields)
+        assert resp.status_code == 400 and resp.content_type == "application/problem+json", (name, fields, resp.json)
+        assert resp.json["code"] == code, (name, fields, resp.json)
+    missing = _upload(lidar_client, ahn3_path.read_bytes(), "delft.laz", planner)
+    assert "declare" in missing.json["detail"].lower() or "crs" in missing.json["detail"].lower()
+    wrong_type = _upload(lidar_client, laz, "cloud.xyz", planner)
+    assert wrong_type.status_code == 415 and wrong_type.json["code"] == "unsupported-format"
+    with catalogue.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(schema.job)).scalar_one() == 0
+    assert _counts(catalogue) == (0, 0, 0, 0)
+
+
+def test_upload_limit_is_413_and_auth_is_checked(lidar_app, lidar_client, catalogue, make_user, q8_laz):
+    _, officer = make_user("officer")
+    _, public = make_user("public")
+    body = b"--x\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.laz\"\r\n\r\n" + b"\0" * (5 << 20)
+    resp = lidar_client.post("/api/lidar/files", data=body, headers=auth(officer),
+                             content_type="multipart/form-data; boundary=x")  # the app allows 4 MiB of LiDAR
+    assert resp.status_code == 413 and resp.json["code"] == "payload-too-large" and "4 MiB" in resp.json["detail"]
+    assert _upload(lidar_client, q8_laz, "q8.laz").status_code == 401
+    assert _upload(lidar_client, q8_laz, "q8.laz", public).status_code == 403
+    assert lidar_client.get("/api/lidar/files").status_code == 401
+    assert lidar_client.get("/api/lidar/jobs/1", headers=auth(public)).status_code == 403
+    upload_dir = lidar_app.extensions["gisserver"].settings.upload_dir
+    assert not upload_dir.exists() or list(upload_dir.iterdir()) == []
+
+
+def test_server_side_path_needs_planner_and_an_allowed_folder(lidar_app, lidar_client, catalogue, make_user,
+                                                              q8_laz, allowed_dir, tmp_path):
+    _, planner = make_user("planner")
+    _, officer = make_user("officer")
+    inside = allowed_dir / "q8_path.laz"
+    inside.write_bytes(q8_laz.read_bytes())
+    outside = tmp_path / "elsewhere.laz"
+    outside.write_bytes(q8_laz.read_bytes())
+
+    def post(body, token=planner):
+        return lidar_client.post("/api/lidar/files/from-path", json=body, headers=auth(token))
+
+    assert post({"path": str(inside)}, officer).status_code == 403
+    assert post({"path": str(outside)}).status_code == 403
+    assert post({"path": str(allowed_dir / ".." / outside.parent.name / outside.name)}).status_code == 403
+    assert post({"path": str(allowed_dir / "missing.laz")}).status_code == 400
+    assert post({"path": "relative/q8.laz"}).status_code == 400
+    assert post({"nothing": 1}).status_code == 400
+    resp = post({"path": str(inside), "prefix": "q8_path", "resolution": 2, "tile_size": 250})
+    assert resp.status_code == 202, resp.json
+    assert resp.json["params"]["path"] == str(inside.resolve())  # a server path is the caller's own
+    assert post({"path": str(inside)}).status_code == 409  # queued once is enough: the index is unique per path
+
+    # the file is damaged on disk before the worker gets to it: the job fails, nothing is registered,
+    # and a server-side file (not ours) is left where it is
+    inside.write_bytes(q8_laz.read_bytes()[:-200_000])
+    _run_worker(lidar_app, catalogue)
+    job = lidar_client.get(resp.json["links"][0]["href"], headers=auth(planner)).json
+    assert job["status"] == "failed" and job["error"].startswith("invalid-file"), job
+    assert job["result"]["error"] == "invalid-file"
+    assert _counts(catalogue) == (0, 0, 0, 0) and inside.exists()
+
+
+def test_an_upload_that_fails_in_the_job_is_removed(lidar_app, lidar_client, catalogue, make_user, q8_laz):
+    """Damage that only a pass over the points finds (here: the stored upload loses its tail)."""
+    _, admin = make_user("admin")
+    resp = _upload(lidar_client, q8_laz, "q8.laz", admin)
+    assert resp.status_code == 202
+    files_dir = lidar_app.extensions["gisserver"].settings.var_dir / "lidar" / "files"
+    [stored] = [p for p in files_dir.iterdir() if p.name.endswith("q8.laz")]
+    stored.write_bytes(stored.read_bytes()[:-300_000])
+    with pytest.raises(Exception):  # noqa: B017 - the job's own error, recorded on the job below
+        jobs.run_ingest_job(catalogue, resp.json["id"], files_dir.parent / "jobs", processes=False, n_workers=1)
+    job = lidar_client.get(f"/api/lidar/jobs/{resp.json['id']}", headers=auth(admin)).json
+    assert job["status"] == "failed" and ("truncated" in job["error"] or "corrupt" in job["error"]), job
+    assert not stored.exists() and _counts(catalogue) == (0, 0, 0, 0)
+
+
+def test_lidar_routes_are_in_the_openapi_document(lidar_client):
+    from openapi_spec_validator import validate
+
+    doc = lidar_client.get("/openapi").json
+    validate(doc)
+    upload = doc["paths"]["/api/lidar/files"]["post"]
+    assert "file" in upload["requestBody"]["content"]["multipart/form-data"]["schema"]["properties"]
+    assert {"202", "401", "403", "413", "415"} <= set(upload["responses"])
+    for path in ("/api/lidar/files/from-path", "/api/lidar/jobs/{job_id}", "/api/lidar/tiles",
+                 "/api/lidar/buildings/{building_id}/cityjson", "/api/lidar/buildings/{building_id}/glb",
+                 "/api/lidar/export/cityjson", "/api/lidar/export/glb", "/api/lidar/3dtiles/tileset.json"):
+        assert path in doc["paths"], path
+    assert set(doc["paths"]["/api/lidar/export/cityjson"]) == {"get", "post"}
+    assert json.dumps(doc)  # serialisable as served
