@@ -6,20 +6,22 @@
    order of flatness; a neighbour joins a region when its normal is within ``max_angle`` of the
    region's and it lies within ``distance`` of the region's plane (refitted as the region grows).
    Regions with fewer than ``min_points`` points, or steeper than ``max_slope`` (facades), are dropped.
-3. Roof model: the lower envelope of a few planes, z(x, y) = min_i plane_i(x, y). It is exact for
-   the roofs whose faces all slope down away from their ridges (flat, shed, gable, hip, pyramid,
-   mansard): their ridges and hips are where two planes meet. Planes are chosen by forward selection
-   (the plane that explains most points first, then the one that adds most explained points) while
-   a plane adds at least ``min_points``.
+3. Roof model: z(x, y) = max over groups g of min over the planes i of g of plane_i(x, y). One
+   group (a lower envelope) is exact for roofs whose faces slope down away from their ridges (flat,
+   shed, gable, hip, pyramid, mansard): ridges and hips are where two planes meet. Several groups
+   are the union of such parts: the valleys of L-, T- and U-shaped roofs are where two groups meet
+   (any continuous piecewise-planar roof has such a max-min form). Forward selection: at each step
+   the move (a plane added to a group, a new group of one plane or of a pair) that explains most
+   more points, while it adds at least ``min_points``.
 4. The model is accepted when it explains (vertical residual <= ``tolerance``) at least
    ``min_explained`` of the roof points and its eaves are above the ground; otherwise the building
-   keeps its LoD1 prism and the reason is recorded (valleys of L- and U-shaped roofs, roofs of
-   several levels, trees over the roof).
-5. Solid: the footprint is partitioned into the regions where each plane is lowest (half-plane
-   clipping, snapped to the 1 mm grid of the CityJSON vertices); roof faces are those regions lifted
-   onto the envelope, walls stand on every boundary edge of the partition (so their top edges are
-   the roof edges), the ground surface closes the shell. Vertices are shared: each (x, y) gets its
-   z from the envelope, so edges match exactly.
+   keeps its LoD1 prism and the reason is recorded (roofs of several levels with vertical steps,
+   which a continuous surface cannot follow; trees over the roof; too few points).
+5. Solid: the footprint is cut by the lines where two chosen planes meet (snapped to the 1 mm grid
+   of the CityJSON vertices), each cell takes the plane active in it, cells of one plane are merged
+   and the merged regions noded again: those are the roof faces, lifted onto the model surface.
+   Walls stand on every boundary edge of the partition (their top edges are the roof edges) and
+   the ground surface closes the shell. Each (x, y) gets its z from the model, so edges match.
 """
 
 from __future__ import annotations
@@ -89,6 +91,8 @@ class RoofModel:
     reason: str
     origin: tuple[float, float] = (0.0, 0.0)
     planes: list[RoofPlane] = field(default_factory=list)
+    #: indices into ``planes``: the surface is the max over groups of the min over a group's planes
+    groups: list[list[int]] = field(default_factory=list)
     #: 2D faces of the roof partition (absolute coordinates on the 1 mm grid), each with its plane
     faces: list[tuple[Polygon, int]] = field(default_factory=list)
     point_count: int = 0
@@ -113,15 +117,19 @@ class RoofModel:
             (a1, b1), (a2, b2) = [(p.a, p.b) for p in sloped]
             if a1 * a2 + b1 * b2 < 0:
                 return "gable"
+        if len(self.groups) > 1:
+            return "multi-part"
         if len(sloped) == len(self.planes) >= 3:
             return "hip"
         return "multi-plane"
 
     def envelope(self, x, y) -> np.ndarray:
-        """Roof height at absolute (x, y): the lowest plane."""
+        """Roof height at absolute (x, y): max over groups of the lowest plane of the group."""
         dx = np.asarray(x, dtype=np.float64) - self.origin[0]
         dy = np.asarray(y, dtype=np.float64) - self.origin[1]
-        return np.min([p.z(dx, dy) for p in self.planes], axis=0)
+        heights = [p.z(dx, dy) for p in self.planes]
+        groups = self.groups or [list(range(len(self.planes)))]
+        return np.max([np.min([heights[i] for i in g], axis=0) for g in groups], axis=0)
 
 
 # --- segmentation -------------------------------------------------------------------------------
@@ -186,97 +194,169 @@ def grow_regions(xyz: np.ndarray, params: RoofParams) -> np.ndarray:
     return labels
 
 
+def _lstsq_plane(dx, dy, z) -> tuple[float, float, float]:
+    a_mat = np.column_stack([dx, dy, np.ones(len(z))])
+    (a, b, c), *_ = np.linalg.lstsq(a_mat, z, rcond=None)
+    return float(a), float(b), float(c)
+
+
+def _coplanar(p: RoofPlane, q: RoofPlane, dx, dy, params: RoofParams) -> bool:
+    """q's region lies on p's plane: normals within ``max_angle`` / 2, heights within ``distance``."""
+    n1 = np.array([-p.a, -p.b, 1.0]) / math.sqrt(1 + p.a**2 + p.b**2)
+    n2 = np.array([-q.a, -q.b, 1.0]) / math.sqrt(1 + q.a**2 + q.b**2)
+    if n1 @ n2 < math.cos(math.radians(params.max_angle / 2)):
+        return False
+    return float(np.sqrt(np.mean((p.z(dx, dy) - q.z(dx, dy)) ** 2))) <= params.distance
+
+
 def segment_planes(dx: np.ndarray, dy: np.ndarray, z: np.ndarray, params: RoofParams) -> list[RoofPlane]:
-    """Roof planes (least squares z = a dx + b dy + c over each region), most supported first."""
-    xyz = np.column_stack([dx, dy, z])
-    labels = grow_regions(xyz, params)
-    planes = []
+    """Roof planes (least squares z = a dx + b dy + c over each region), most supported first.
+
+    Regions on one plane (a face that region growing cut in two, e.g. by a chimney) are merged.
+    """
+    labels = grow_regions(np.column_stack([dx, dy, z]), params)
+    regions = sorted((np.flatnonzero(labels == r) for r in range(labels.max() + 1)), key=len, reverse=True)
+    merged: list[tuple[RoofPlane, np.ndarray]] = []
+    for idx in regions:
+        plane = RoofPlane(*_lstsq_plane(dx[idx], dy[idx], z[idx]), len(idx))
+        for k, (big, members) in enumerate(merged):
+            if _coplanar(big, plane, dx[idx], dy[idx], params):
+                both = np.concatenate([members, idx])
+                merged[k] = (RoofPlane(*_lstsq_plane(dx[both], dy[both], z[both]), len(both)), both)
+                break
+        else:
+            merged.append((plane, idx))
     max_tan = math.tan(math.radians(params.max_slope))
-    for r in range(labels.max() + 1):
-        sel = labels == r
-        a_mat = np.column_stack([dx[sel], dy[sel], np.ones(sel.sum())])
-        (a, b, c), *_ = np.linalg.lstsq(a_mat, z[sel], rcond=None)
-        if math.hypot(a, b) <= max_tan:
-            planes.append(RoofPlane(float(a), float(b), float(c), int(sel.sum())))
+    planes = [p for p, _ in merged if math.hypot(p.a, p.b) <= max_tan]
     planes.sort(key=lambda p: -p.support)
     return planes
 
 
-def select_envelope(planes: list[RoofPlane], dx, dy, z, params: RoofParams) -> list[RoofPlane]:
-    """Forward selection of the planes whose lower envelope explains most points."""
-    if not planes:
-        return []
+def refit_planes(planes: list[RoofPlane], groups, dx, dy, z, params: RoofParams) -> list[RoofPlane]:
+    """Each chosen plane refitted (least squares) on the points it explains in the model."""
+    model = RoofModel(False, "", (0.0, 0.0), planes, groups)
+    surface = model.envelope(dx, dy)
     heights = np.array([p.z(dx, dy) for p in planes])
-    chosen: list[int] = []
-    current = np.full(len(z), np.inf)
+    owner = np.argmin(np.abs(heights - surface), axis=0)
+    ok = np.abs(z - surface) <= params.tolerance
+    out = []
+    for k, p in enumerate(planes):
+        sel = ok & (owner == k)
+        out.append(RoofPlane(*_lstsq_plane(dx[sel], dy[sel], z[sel]), int(sel.sum())) if sel.sum() >= 3 else p)
+    return out
+
+
+def _best_move(heights, groups, group_z, free, z, tolerance, explained):
+    """The move that explains most points: ("add", group, plane), ("new", plane) or ("pair", p, q)."""
+    n = heights.shape[1]
+    below = np.full(n, -np.inf)
+    current = group_z.max(axis=0) if len(groups) else below
+
+    def count(surface):
+        return int(np.count_nonzero(np.abs(z - surface) <= tolerance))
+
+    best, best_count = None, explained
+    for g in range(len(groups)):
+        others = np.delete(group_z, g, axis=0).max(axis=0) if len(groups) > 1 else below
+        for i in free:
+            c = count(np.maximum(others, np.minimum(group_z[g], heights[i])))
+            if c > best_count:
+                best, best_count = ("add", g, i), c
+    for a, i in enumerate(free):
+        c = count(np.maximum(current, heights[i]))
+        if c > best_count:
+            best, best_count = ("new", i), c
+        for j in free[a + 1:]:
+            c = count(np.maximum(current, np.minimum(heights[i], heights[j])))
+            if c > best_count:
+                best, best_count = ("pair", i, j), c
+    return best, best_count
+
+
+def select_model(planes: list[RoofPlane], dx, dy, z, params: RoofParams) -> tuple[list[RoofPlane], list[list[int]]]:
+    """Forward selection of a max-min roof model: (chosen planes, groups of indices into them)."""
+    planes = planes[:16]
+    if not planes:
+        return [], []
+    heights = np.array([p.z(dx, dy) for p in planes])
+    groups: list[list[int]] = []
+    group_z = np.zeros((0, len(z)))
     explained = 0
-    while len(chosen) < params.max_planes:
-        best, best_count = -1, explained
-        for i in range(len(planes)):
-            if i in chosen:
-                continue
-            count = int(np.count_nonzero(np.abs(z - np.minimum(current, heights[i])) <= params.tolerance))
-            if count > best_count:
-                best, best_count = i, count
-        if best < 0 or best_count - explained < params.min_points:
+    used: set[int] = set()
+    while len(used) < params.max_planes:
+        free = [i for i in range(len(planes)) if i not in used]
+        best, best_count = _best_move(heights, groups, group_z, free, z, params.tolerance, explained)
+        if best is None or best_count - explained < params.min_points:
             break
-        chosen.append(best)
-        current = np.minimum(current, heights[best])
+        if best[0] == "add":
+            _, g, i = best
+            groups[g].append(i)
+            group_z[g] = np.minimum(group_z[g], heights[i])
+            used.add(i)
+        else:
+            members = list(best[1:])
+            groups.append(members)
+            group_z = np.vstack([group_z, heights[members].min(axis=0)])
+            used.update(members)
         explained = best_count
-    return [planes[i] for i in chosen]
+    order = sorted(used)
+    index = {old: new for new, old in enumerate(order)}
+    return [planes[i] for i in order], [[index[i] for i in g] for g in groups]
 
 
 # --- partition and solid ------------------------------------------------------------------------
 
 
-def _clip_convex(poly: np.ndarray, a: float, b: float, c: float) -> np.ndarray:
-    """Sutherland-Hodgman: the part of a convex polygon where a x + b y + c <= 0."""
-    out = []
-    n = len(poly)
-    for i in range(n):
-        p, q = poly[i], poly[(i + 1) % n]
-        fp, fq = a * p[0] + b * p[1] + c, a * q[0] + b * q[1] + c
-        if fp <= 0:
-            out.append(p)
-        if (fp < 0 < fq) or (fq < 0 < fp):
-            t = fp / (fp - fq)
-            out.append(p + t * (q - p))
-    return np.asarray(out).reshape(-1, 2)
-
-
-def roof_partition(footprint: Polygon, planes: list[RoofPlane],
-                   origin: tuple[float, float]) -> list[tuple[Polygon, int]]:
-    """Faces of the footprint where each plane is the lowest, noded on the 1 mm grid."""
-    fp = shapely.set_precision(footprint, GRID)
-    if len(planes) == 1:
-        return [(orient(fp, 1.0), 0)]
-    x0, y0, x1, y1 = fp.bounds
-    box = np.array([[x0 - 1, y0 - 1], [x1 + 1, y0 - 1], [x1 + 1, y1 + 1], [x0 - 1, y1 + 1]]) - origin
-    regions = []
+def _plane_lines(planes: list[RoofPlane], origin, bounds) -> list:
+    """The lines where two planes meet, as segments across the (enlarged) bounds."""
+    x0, y0, x1, y1 = bounds
+    reach = 2 * math.hypot(x1 - x0, y1 - y0) + 10
+    cx, cy = (x0 + x1) / 2 - origin[0], (y0 + y1) / 2 - origin[1]
+    lines = []
     for i, pi in enumerate(planes):
-        cell = box
-        for j, pj in enumerate(planes):
-            if j != i and len(cell):
-                cell = _clip_convex(cell, pi.a - pj.a, pi.b - pj.b, pi.c - pj.c)
-        if len(cell) >= 3:
-            part = shapely.intersection(fp, Polygon(cell + origin), grid_size=GRID)
-            if not part.is_empty:
-                regions.append(part)
-    lines = shapely.union_all([r.boundary for r in regions] + [fp.boundary], grid_size=GRID)
-    faces = []
-    dx_dy = []
-    for face in shapely.get_parts(shapely.polygonize(shapely.get_parts(lines))):
-        face = shapely.get_parts(face)[0] if face.geom_type != "Polygon" else face
-        if face.area <= 0 or not fp.contains(face.point_on_surface()):
-            continue
-        p = face.point_on_surface()
-        dx_dy.append((p.x - origin[0], p.y - origin[1]))
-        faces.append(orient(face, 1.0))
-    if not faces:
+        for pj in planes[i + 1:]:
+            a, b, c = pi.a - pj.a, pi.b - pj.b, pi.c - pj.c
+            norm = math.hypot(a, b)
+            if norm < 1e-9:
+                continue  # parallel planes never meet
+            # the point of the line nearest the centre, and its direction
+            t = -(a * cx + b * cy + c) / norm**2
+            px, py = cx + a * t + origin[0], cy + b * t + origin[1]
+            ux, uy = -b / norm * reach, a / norm * reach
+            lines.append(shapely.LineString([(px - ux, py - uy), (px + ux, py + uy)]))
+    return lines
+
+
+def _faces(footprint: Polygon, lines: list) -> list[Polygon]:
+    noded = shapely.union_all([footprint.boundary, *[shapely.intersection(ln, footprint) for ln in lines]],
+                              grid_size=GRID)
+    out = []
+    for face in shapely.get_parts(shapely.polygonize(shapely.get_parts(noded))):
+        if face.area > 0 and footprint.contains(face.point_on_surface()):
+            out.append(orient(face, 1.0))
+    return out
+
+
+def _active_plane(model: RoofModel, faces: list[Polygon]) -> np.ndarray:
+    pts = shapely.get_coordinates(shapely.point_on_surface(faces))
+    surface = model.envelope(pts[:, 0], pts[:, 1])
+    dx, dy = pts[:, 0] - model.origin[0], pts[:, 1] - model.origin[1]
+    return np.argmin([np.abs(p.z(dx, dy) - surface) for p in model.planes], axis=0)
+
+
+def roof_partition(footprint: Polygon, model: RoofModel) -> list[tuple[Polygon, int]]:
+    """Roof faces: the footprint's regions where each plane is the active one, noded on the 1 mm grid."""
+    fp = shapely.set_precision(footprint, GRID)
+    if len(model.planes) == 1:
+        return [(orient(fp, 1.0), 0)]
+    cells = _faces(fp, _plane_lines(model.planes, model.origin, fp.bounds))
+    if not cells:
         return []
-    pts = np.asarray(dx_dy)
-    owner = np.argmin([pl.z(pts[:, 0], pts[:, 1]) for pl in planes], axis=0)
-    return [(f, int(o)) for f, o in zip(faces, owner, strict=True)]
+    active = _active_plane(model, cells)
+    regions = [shapely.union_all([c for c, k in zip(cells, active, strict=True) if k == i], grid_size=GRID)
+               for i in np.unique(active)]
+    faces = _faces(fp, [r.boundary for r in regions])
+    return [(f, int(k)) for f, k in zip(faces, _active_plane(model, faces), strict=True)] if faces else []
 
 
 def _ring_xy(ring) -> list[tuple[float, float]]:
@@ -369,15 +449,16 @@ def fit_roof(footprint: Polygon, ground: float, x, y, z, params: RoofParams | No
         return RoofModel(False, f"{n} roof points (fewer than {params.min_roof_points})", origin, point_count=n)
     dx, dy = np.asarray(x) - origin[0], np.asarray(y) - origin[1]
     z = np.asarray(z, dtype=np.float64)
-    planes = select_envelope(segment_planes(dx, dy, z, params), dx, dy, z, params)
+    planes, groups = select_model(segment_planes(dx, dy, z, params), dx, dy, z, params)
     if not planes:
         return RoofModel(False, "no roof plane", origin, point_count=n)
-    model = RoofModel(False, "", origin, planes, point_count=n)
+    planes = refit_planes(planes, groups, dx, dy, z, params)
+    model = RoofModel(False, "", origin, planes, groups, point_count=n)
     _score(model, dx, dy, z, params)
     if model.explained < params.min_explained:
         model.reason = f"planes explain {model.explained:.0%} of the roof points"
         return model
-    model.faces = roof_partition(footprint, planes, origin)
+    model.faces = roof_partition(footprint, model)
     if not model.faces:
         model.reason = "empty roof partition"
         return model
@@ -392,8 +473,9 @@ def fit_roof(footprint: Polygon, ground: float, x, y, z, params: RoofParams | No
 
 def _score(model: RoofModel, dx, dy, z, params: RoofParams) -> None:
     heights = np.array([p.z(dx, dy) for p in model.planes])
-    owner = np.argmin(heights, axis=0)
-    residual = z - heights[owner, np.arange(len(z))]
+    surface = model.envelope(dx + model.origin[0], dy + model.origin[1])
+    owner = np.argmin(np.abs(heights - surface), axis=0)
+    residual = z - surface
     ok = np.abs(residual) <= params.tolerance
     model.explained = float(np.mean(ok))
     model.surface_rmse = float(np.sqrt(np.mean(residual**2)))
