@@ -59,13 +59,13 @@ def test_click_on_a_parcel_opens_its_card(page, demo):
     page.mouse.move(x, y)
     tooltip = page.locator("#map-tooltip")
     tooltip.wait_for(state="visible")
-    assert tooltip.inner_text() == "Thửa đất số 101, tờ bản đồ số 1 · 27430"
+    assert tooltip.inner_text() == "Thửa đất số 101, tờ bản đồ số 1 · Phường 4"
     page.mouse.click(x, y)
     card = page.locator("#parcel-card")
     card.wait_for(state="visible")
     assert page.locator("#card-title").inner_text() == "Thửa đất số 101, tờ bản đồ số 1"
     text = card.inner_text()
-    assert "27430" in text
+    assert "Phường 4 (27430)" in text
     assert "Đất ở tại đô thị (ODT)" in text
     assert "Quy hoạch" in text and "Số tầng tối đa" in text
     # the public sees no rights and no owner

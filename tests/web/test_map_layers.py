@@ -101,3 +101,16 @@ def test_map_labels_are_drawn_with_vietnamese_text(page, demo):
     page.uncheck("#layer-roads")
     wait_map_idle(page)
     assert _rendered(page, "roads-label", "name") == []
+
+
+def test_ward_boundaries_and_names_on_the_map(page, demo):
+    ox, oy = demo.origin
+    lon, lat = to_lonlat(ox + 500, oy + 500)
+    page.goto(f"/#map=15.3/{lat}/{lon}")
+    wait_map_idle(page)
+    assert page.locator("label[for=layer-wards] .layer-name").inner_text() == "Ranh giới phường/xã"
+    assert page.locator("#layer-wards").is_checked()
+    names = set(_rendered(page, "wards-label", "name"))
+    assert names == {"Phường 4", "Phường 5", "Phường 6"}, names
+    assert len(_rendered(page, "wards-outline", "code")) >= 3
+    screenshot(page, "11-wards")

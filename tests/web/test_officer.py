@@ -37,7 +37,11 @@ def test_officer_login_search_and_parcel_card(page, demo, make_user):
     assert "Lưới điện" in names and "Thoát nước" in names
 
     page.click("[data-tab=search]")
-    page.fill("#search-number input[name=ward]", PARCEL[0])
+    # the ward field suggests the wards by their Vietnamese names, with their codes
+    options = page.eval_on_selector_all("#ward-list option", "os => os.map(o => [o.value, o.label])")
+    assert options[:3] == [["Phường 4", "27430 · Quận 8"], ["Phường 5", "27433 · Quận 8"],
+                           ["Phường 6", "27436 · Quận 8"]], options
+    page.fill("#search-number input[name=ward]", "phường 4")  # a name as typed, resolved to code 27430
     page.fill("#search-number input[name=sheet]", str(PARCEL[1]))
     page.fill("#search-number input[name=parcel]", str(PARCEL[2]))
     page.click("#search-number button[type=submit]")
@@ -46,6 +50,7 @@ def test_officer_login_search_and_parcel_card(page, demo, make_user):
     card = page.locator("#parcel-card")
     page.wait_for_selector("#card-register h3")
     text = card.inner_text()
+    assert "Phường 4 (27430)" in text
     assert "201 Đường số 1, Phường 4, Quận 8" in text
     assert "Lịch sử biến động" in text and "Quyền, hạn chế, trách nhiệm" in text
     assert "Chủ sử dụng 00101" in text  # officers see the land user
@@ -56,7 +61,12 @@ def test_officer_login_search_and_parcel_card(page, demo, make_user):
     page.click("#search-address button[type=submit]")
     page.wait_for_selector("#search-results .result-item")
     results = page.locator("#search-results").inner_text()
-    assert "Thửa đất số 101, tờ bản đồ số 1" in results
+    assert "Thửa đất số 101, tờ bản đồ số 1 · Phường 4 (27430)" in results
+    # a ward code still works
+    page.fill("#search-number input[name=ward]", PARCEL[0])
+    page.fill("#search-number input[name=parcel]", "102")
+    page.click("#search-number button[type=submit]")
+    page.wait_for_selector("#card-title:has-text('Thửa đất số 102')")
 
 
 def test_permit_check_highlights_failing_geometry(page, demo, make_user):

@@ -4,6 +4,7 @@
 import { getJSON, query } from "./api.js";
 import { fmt, fmtDate, t } from "./i18n.js";
 import { el } from "./dom.js";
+import { wardLabel } from "./layers.js";
 import { setOverlay } from "./mapview.js";
 
 const IDENTIFY_LAYERS = ["parcels", "buildings", "zoning"];
@@ -71,7 +72,7 @@ export class ParcelCard {
   render(parcel, zoning, buildings) {
     const p = parcel.properties;
     const rows = [
-      [t("card.ward"), p.ward_code],
+      [t("card.ward"), wardLabel(this.app.wards, p.ward_code)],
       [t("card.address"), p.address || "—"],
       [t("card.area"), `${fmt(p.area, 1)} m²`],
       [t("card.legalArea"), p.legal_area ? `${fmt(p.legal_area, 1)} m²` : "—"],

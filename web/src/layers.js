@@ -42,16 +42,21 @@ export async function readableLayers() {
  * Add one layer's style (sources + layers) to the map; returns the MapLibre layer ids added, the
  * ids of its label (symbol) layers among them, and its legend entries.
  */
-export async function addStyledLayer(map, name, visible) {
+export async function addStyledLayer(map, name, visible, labelPoints = null) {
   const style = await getJSON(`/styles/${encodeURIComponent(name)}.json?glyphs=${encodeURIComponent(GLYPHS_URL)}`);
   for (const [id, source] of Object.entries(style.sources || {})) {
     if (!map.getSource(id)) map.addSource(id, source);
   }
+  // one label per feature at a given point instead of one per tile the polygon touches
+  const pointSource = `${name}-label-points`;
+  if (labelPoints && !map.getSource(pointSource)) map.addSource(pointSource, { type: "geojson", data: labelPoints });
   const ids = [];
   const labels = [];
   const legend = [];
-  for (const layer of style.layers || []) {
-    if (layer.type === "background") continue;
+  for (const raw of style.layers || []) {
+    if (raw.type === "background") continue;
+    const layer = raw.type === "symbol" && labelPoints ? { ...raw, source: pointSource, "source-layer": undefined } : raw;
+    if (layer["source-layer"] === undefined) delete layer["source-layer"];
     map.addLayer({ ...layer, layout: { ...(layer.layout || {}), visibility: visible ? "visible" : "none" } });
     ids.push(layer.id);
     if (layer.type === "symbol") labels.push(layer.id);
@@ -124,6 +129,68 @@ export function legendSwatch(entries) {
     svg.append(c);
   }
   return svg;
+}
+
+/**
+ * Wards from the public "wards" layer, when the caller may read it: {code: {name, district}}.
+ * The search, the card and the tooltip show ward names with it; without it they show codes.
+ */
+export async function loadWards(readable) {
+  if (!readable.wards) return {};
+  const fc = await getJSON("/ogc/collections/wards/items?f=json&limit=1000");
+  const wards = {};
+  for (const f of fc.features || []) {
+    const p = f.properties || {};
+    if (p.code) {
+      wards[String(p.code)] = { name: p.name || String(p.code), district: p.district || "", point: labelPoint(f.geometry) };
+    }
+  }
+  return wards;
+}
+
+/** The wards' label points as GeoJSON (properties as in the layer's tiles: code, name). */
+export function wardLabelPoints(wards) {
+  return {
+    type: "FeatureCollection",
+    features: Object.entries(wards).filter(([, w]) => w.point).map(([code, w]) => ({
+      type: "Feature", properties: { code, name: w.name }, geometry: { type: "Point", coordinates: w.point },
+    })),
+  };
+}
+
+/**
+ * A point inside a (multi)polygon for its label: on the horizontal line through the middle of the
+ * largest part, the middle of the widest stretch inside it (a centroid may fall outside).
+ */
+export function labelPoint(geometry) {
+  if (!geometry) return null;
+  const polygons = geometry.type === "Polygon" ? [geometry.coordinates]
+    : geometry.type === "MultiPolygon" ? geometry.coordinates : [];
+  const extent = (ring) => ring.reduce(([a, b, c, d], [x, y]) => [Math.min(a, x), Math.min(b, y), Math.max(c, x), Math.max(d, y)],
+    [Infinity, Infinity, -Infinity, -Infinity]);
+  const size = (rings) => { const [a, b, c, d] = extent(rings[0]); return (c - a) * (d - b); };
+  const largest = polygons.reduce((best, p) => (!best || size(p) > size(best) ? p : best), null);
+  if (!largest) return null;
+  const [, south, , north] = extent(largest[0]);
+  const y = (south + north) / 2;
+  const xs = [];
+  for (const ring of largest) {
+    for (let i = 0; i < ring.length - 1; i++) {
+      const [x1, y1] = ring[i];
+      const [x2, y2] = ring[i + 1];
+      if ((y1 <= y) !== (y2 <= y)) xs.push(x1 + ((y - y1) / (y2 - y1)) * (x2 - x1));
+    }
+  }
+  xs.sort((a, b) => a - b);
+  let best = null;
+  for (let i = 0; i + 1 < xs.length; i += 2) if (!best || xs[i + 1] - xs[i] > best[1] - best[0]) best = [xs[i], xs[i + 1]];
+  return best ? [(best[0] + best[1]) / 2, y] : null;
+}
+
+/** "Phường 4 (27430)" when the ward's name is known, else the code. */
+export function wardLabel(wards, code) {
+  const w = wards?.[code];
+  return w ? `${w.name} (${code})` : String(code ?? "—");
 }
 
 export function layerLabel(name, info) {

@@ -9,7 +9,8 @@ import { DossierList } from "./dossiers.js";
 import { FloodPanel } from "./flood.js";
 import { lang, onLangChange, setLang, t, translate } from "./i18n.js";
 import {
-  LAYER_ORDER, addBuildingExtrusion, addRasterLayer, addStyledLayer, layerLabel, legendSwatch, rasterProducts, readableLayers,
+  LAYER_ORDER, addBuildingExtrusion, addRasterLayer, addStyledLayer, layerLabel, legendSwatch, loadWards, rasterProducts,
+  readableLayers, wardLabelPoints,
 } from "./layers.js";
 import { addOverlays, createMap, parcelTooltip, relabelControls, trackCursor } from "./mapview.js";
 import { PermitTool } from "./permit.js";
@@ -19,6 +20,7 @@ class App {
   constructor() {
     this.user = { role: "anonymous", authenticated: false };
     this.readable = {};
+    this.wards = {};
     this.caps = new Capabilities({});
     this.handlers = {};
     this.drawing = false;
@@ -53,7 +55,7 @@ class App {
     this.flood = new FloodPanel(this);
     this.flood.refresh();
     parcelTooltip(this.map, document.getElementById("map-tooltip"),
-      (p) => `${t("card.title", { parcel: p.parcel_no, sheet: p.sheet_no })} · ${p.ward_code}`);
+      (p) => `${t("card.title", { parcel: p.parcel_no, sheet: p.sheet_no })} · ${this.wards[p.ward_code]?.name || p.ward_code}`);
     this.map.on("click", (e) => {
       if (!this.drawing) this.card.identifyAt(e.lngLat).catch((err) => this.flash(err.message));
     });
@@ -76,17 +78,25 @@ class App {
       this.flash(`${t("app.error")}: ${err.message}`);
       this.readable = {};
     }
+    try {
+      this.wards = await loadWards(this.readable);
+    } catch (err) {
+      this.flash(`${t("app.error")}: ${err.message}`);
+      this.wards = {};
+    }
+    this.emit("wards", this.wards);
     for (const name of Object.keys(this.loaded)) {
       if (this.readable[name] || this.loaded[name].raster) continue;
       for (const id of this.loaded[name].ids) this.map.removeLayer(id);
       if (name === "buildings" && this.map.getLayer("buildings-3d")) this.map.removeLayer("buildings-3d");
-      if (this.map.getSource(name)) this.map.removeSource(name);
+      for (const source of [name, `${name}-label-points`]) if (this.map.getSource(source)) this.map.removeSource(source);
       delete this.loaded[name];
     }
     const order = LAYER_ORDER.filter(([name]) => this.readable[name]);
     for (const [i, [name, visible]] of order.entries()) {
       if (this.loaded[name]) continue;
-      const { ids, labels, legend } = await addStyledLayer(this.map, name, visible);
+      const points = name === "wards" && Object.keys(this.wards).length ? wardLabelPoints(this.wards) : null;
+      const { ids, labels, legend } = await addStyledLayer(this.map, name, visible, points);
       // before the next layer already on the map, else below the tools' overlays
       const next = order.slice(i + 1).map(([n]) => this.loaded[n]?.ids[0]).find(Boolean);
       const before = next || "selection-fill";

@@ -1,9 +1,10 @@
-// Parcel search for officers: by ward + map sheet + parcel number (/api/parcels/lookup) or by
-// address (OGC API Features items with a CQL2 filter on the address).
+// Parcel search for officers: by ward (name or code, suggested from the wards layer) + map sheet +
+// parcel number (/api/parcels/lookup) or by address (OGC API Features items with a CQL2 filter).
 import { ApiError, getJSON, query } from "./api.js";
 import { landUseName } from "./card.js";
 import { el } from "./dom.js";
 import { t } from "./i18n.js";
+import { wardLabel } from "./layers.js";
 import { fitGeometry } from "./mapview.js";
 
 export class ParcelSearch {
@@ -20,22 +21,40 @@ export class ParcelSearch {
       this.byAddress(new FormData(e.target).get("address"));
     });
     app.map.on("idle", () => this.refreshWards());
+    app.on("wards", () => this.refreshWards());
+    this.refreshWards();
   }
 
-  /** Ward codes seen in the loaded parcel tiles feed the ward field's suggestions. */
+  /**
+   * The ward field's suggestions: ward names (Vietnamese) with their codes from the wards layer,
+   * and the codes of any other wards seen in the loaded parcel tiles.
+   */
   refreshWards() {
-    if (!this.app.map.getSource("parcels")) return;
-    const wards = new Set(this.app.map.querySourceFeatures("parcels", { sourceLayer: "parcels" })
-      .map((f) => f.properties.ward_code).filter(Boolean));
+    const known = this.app.wards || {};
+    const seen = this.app.map.getSource("parcels")
+      ? this.app.map.querySourceFeatures("parcels", { sourceLayer: "parcels" }).map((f) => f.properties.ward_code)
+      : [];
+    const options = Object.entries(known)
+      .sort(([, a], [, b]) => a.name.localeCompare(b.name, "vi", { numeric: true }))
+      .map(([code, w]) => [w.name, [code, w.district].filter(Boolean).join(" · ")]);
+    for (const code of [...new Set(seen.filter(Boolean))].sort()) if (!known[code]) options.push([code, ""]);
     const list = document.getElementById("ward-list");
-    const have = new Set([...list.options].map((o) => o.value));
-    for (const w of [...wards].sort()) if (!have.has(w)) list.append(el("option", { value: w }));
+    if (list.options.length === options.length && [...list.options].every((o, i) => o.value === options[i][0])) return;
+    list.replaceChildren(...options.map(([value, label]) => el("option", { value, label: label || undefined })));
+  }
+
+  /** The ward code of what was typed: a code, or a ward name ("Phường 4", "phường 4"). */
+  wardCode(text) {
+    const typed = text.trim().normalize("NFC").toLocaleLowerCase("vi");
+    const byName = Object.entries(this.app.wards || {})
+      .find(([code, w]) => w.name.normalize("NFC").toLocaleLowerCase("vi") === typed || code === typed);
+    return byName ? byName[0] : text.trim();
   }
 
   async byNumber(form) {
     this.say("");
     this.results.replaceChildren();
-    const params = { ward: form.get("ward").trim(), sheet: form.get("sheet"), parcel: form.get("parcel") };
+    const params = { ward: this.wardCode(form.get("ward")), sheet: form.get("sheet"), parcel: form.get("parcel") };
     try {
       const parcel = await getJSON(`/api/parcels/lookup?${query(params)}`);
       this.showResults([parcel]);
@@ -72,7 +91,7 @@ export class ParcelSearch {
       return el("li", {},
         el("button", { type: "button", class: "result-item", onclick: () => this.open(f) },
           el("b", { text: t("card.title", { parcel: p.parcel_no, sheet: p.sheet_no }) }),
-          el("span", { text: ` · ${p.ward_code}` }),
+          el("span", { text: ` · ${wardLabel(this.app.wards, p.ward_code)}` }),
           el("br"),
           el("small", { text: `${p.address || ""} · ${landUseName(p.land_use)}` })));
     }));
