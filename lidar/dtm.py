@@ -1,10 +1,20 @@
-"""Surface models: DTM (ground TIN), DSM (highest first return), nDSM and hillshade.
+"""Surface models: hydraulic DTM (ground TIN), DSM (highest first return), nDSM and hillshade.
 
 DTM: the lowest ground point of each cell (its true x, y, z, not the cell centre) -> Delaunay
 triangulation -> every cell centre gets the barycentric (linear) value of the triangle it falls
 in (a numba kernel that walks each triangle's bounding box once: O(triangles + cells)); cells
 outside the hull are filled with the harmonic membrane of :mod:`lidar.inpaint`.
-DSM: the highest first return per cell, empty cells filled by the membrane.
+
+The DTM is *hydraulic*: only ground (class 2) enters the TIN. Water (class 9) is never ground:
+the cells of a water body (cells with water returns and the laser voids joined to them) take the
+water surface level of the nearest water return, capped by the terrain around, and are flagged
+(``SurfaceModels.water``). Bridge decks (class 17) are never ground: the cells under a deck are
+interpolated from the terrain and water around it, so the channel goes on under the bridge and
+flow can pass; the DSM keeps the deck.
+
+Delaunay: startinpy (MIT licence, Rust, TU Delft 3D geoinformation; robust predicates) by default,
+scipy's Qhull or Shewchuk's Triangle (opt-in ``fast-tin`` extra, non-free for commercial use) on
+request. For points in general position all three give the same triangulation.
 """
 
 from __future__ import annotations
@@ -14,15 +24,24 @@ from dataclasses import dataclass
 
 import numba
 import numpy as np
+from scipy import ndimage
 from scipy.spatial import Delaunay, QhullError
 
 from lidar.grid import GridSpec, cell_max, cell_min
-
-try:
-    import triangle as _triangle
-except ImportError:  # pragma: no cover - optional, faster Delaunay
-    _triangle = None
 from lidar.inpaint import fill_missing
+
+#: ASPRS classes kept out of the hydraulic DTM with their own treatment
+WATER, BRIDGE_DECK = 9, 17
+#: Delaunay implementations: the default is licence-clean (MIT) and the fastest without the extra
+TIN_BACKENDS = ("startinpy", "qhull", "triangle")
+DEFAULT_TIN_BACKEND = "startinpy"
+#: GDAL metadata written into every DTM COG
+HYDRAULIC_DTM_TAGS = {
+    "SURFACE": "hydraulic DTM",
+    "DTM_GROUND": "ASPRS class 2 only; water (9) and bridge decks (17) never enter the TIN",
+    "DTM_WATER": "water cells hold the water surface at acquisition (bed unknown)",
+    "DTM_BRIDGES": "ground under bridge decks interpolated from the terrain and water around",
+}
 
 
 @numba.njit(cache=True, nogil=True)
@@ -56,7 +75,7 @@ def rasterize_triangles(px, py, pz, simplices, x0, y1, cell, height, width):
 
 
 def tin_surface(x: np.ndarray, y: np.ndarray, z: np.ndarray, grid: GridSpec,
-                max_circumradius: float | None = None) -> np.ndarray:
+                max_circumradius: float | None = None, backend: str = DEFAULT_TIN_BACKEND) -> np.ndarray:
     """Linear TIN interpolation of points at the grid's cell centres (NaN outside the hull).
 
     ``max_circumradius`` drops triangles whose circumcircle is larger: those long hull-edge
@@ -65,25 +84,55 @@ def tin_surface(x: np.ndarray, y: np.ndarray, z: np.ndarray, grid: GridSpec,
     if x.size < 3:
         return np.full(grid.shape, np.nan)
     # triangulate in local coordinates: large projected values cost precision
-    ox, oy = grid.x0, grid.y1
-    pts = np.column_stack([x - ox, y - oy])
-    simplices = delaunay(pts)
-    if simplices is None:
+    tin = triangulate(np.asarray(x, np.float64) - grid.x0, np.asarray(y, np.float64) - grid.y1,
+                      np.asarray(z, np.float64), backend)
+    if tin is None:
         return np.full(grid.shape, np.nan)
+    pts, pz, simplices = tin
     if max_circumradius is not None:
         simplices = simplices[_circumradius(pts, simplices) <= max_circumradius]
-    return rasterize_triangles(pts[:, 0], pts[:, 1], np.asarray(z, dtype=np.float64), simplices,
+    return rasterize_triangles(np.ascontiguousarray(pts[:, 0]), np.ascontiguousarray(pts[:, 1]), pz, simplices,
                                0.0, 0.0, grid.cell, grid.height, grid.width)
 
 
-def delaunay(pts: np.ndarray) -> np.ndarray | None:
-    """Delaunay triangles (indices into ``pts``); None when the points are degenerate.
+def triangulate(x: np.ndarray, y: np.ndarray, z: np.ndarray, backend: str = DEFAULT_TIN_BACKEND):
+    """Delaunay TIN of the points: (xy (n, 2), z (n,), triangles (m, 3) int64), or None if degenerate.
 
-    Uses Shewchuk's Triangle (exact predicates, ~10x faster than Qhull) when installed, else
-    scipy's Qhull. Triangle's licence restricts commercial redistribution: see docs/lidar.md.
+    Points closer than 1 mm (startinpy's snap tolerance) are merged, keeping the lowest, so the
+    returned vertices may be fewer than the input points.
     """
-    if _triangle is not None:
-        out = _triangle.triangulate({"vertices": pts}, "Q")
+    if backend == "startinpy":
+        return _startin(x, y, z)
+    if backend not in TIN_BACKENDS:
+        raise ValueError(f"unknown TIN backend {backend!r}; one of {', '.join(TIN_BACKENDS)}")
+    pts = np.column_stack([x, y])
+    simplices = delaunay(pts, backend)
+    return None if simplices is None else (pts, np.asarray(z, np.float64), simplices)
+
+
+def _startin(x, y, z):
+    import startinpy
+
+    dt = startinpy.DT()
+    dt.duplicates_handling = "Lowest"
+    dt.insert(np.column_stack([x, y, z]))
+    tris = dt.triangles
+    if dt.number_of_vertices() < 3 or len(tris) == 0:
+        return None
+    verts = dt.points[1:]  # vertex 0 is startinpy's infinite vertex
+    return np.ascontiguousarray(verts[:, :2]), np.ascontiguousarray(verts[:, 2]), tris.astype(np.int64) - 1
+
+
+def delaunay(pts: np.ndarray, backend: str = "qhull") -> np.ndarray | None:
+    """Delaunay triangles (indices into ``pts``) by Qhull or Triangle; None when degenerate.
+
+    Shewchuk's Triangle (``backend="triangle"``) is only used when asked for: its licence restricts
+    commercial redistribution (the opt-in ``fast-tin`` extra, see docs/lidar.md).
+    """
+    if backend == "triangle":
+        import triangle
+
+        out = triangle.triangulate({"vertices": pts}, "Q")
         tris = out.get("triangles")
         if tris is None or len(tris) == 0:
             return None
@@ -145,15 +194,125 @@ def _filled(surface: np.ndarray) -> np.ndarray:
     return fill_missing(surface) if np.isnan(surface).any() else surface
 
 
-def build_dtm(x, y, z, grid: GridSpec, max_circumradius: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+def build_dtm(x, y, z, grid: GridSpec, max_circumradius: float | None = None, *,
+              backend: str = DEFAULT_TIN_BACKEND) -> tuple[np.ndarray, np.ndarray]:
     """DTM from ground points: lowest point per cell -> Delaunay TIN -> barycentric raster.
 
     Returns (dtm, support): ``support`` marks cells covered by a TIN triangle; the others are
     gaps filled by the harmonic membrane.
     """
-    gx, gy, gz = _cell_points(np.asarray(x, float), np.asarray(y, float), np.asarray(z, float), grid, True)
-    tin = tin_surface(gx, gy, gz, grid, max_circumradius)
+    tin = ground_tin(x, y, z, grid, max_circumradius, backend)
     return _filled(tin), np.isfinite(tin)
+
+
+def ground_tin(x, y, z, grid: GridSpec, max_circumradius: float | None = None,
+               backend: str = DEFAULT_TIN_BACKEND) -> np.ndarray:
+    """The TIN of the lowest ground point per cell at the cell centres (NaN outside the hull)."""
+    gx, gy, gz = _cell_points(np.asarray(x, float), np.asarray(y, float), np.asarray(z, float), grid, True)
+    return tin_surface(gx, gy, gz, grid, max_circumradius, backend)
+
+
+def occupied(x, y, grid: GridSpec) -> np.ndarray:
+    """Cells holding at least one of the points."""
+    rows, cols = grid.cell_index(x, y)
+    out = np.zeros(grid.shape, dtype=bool)
+    ok = rows >= 0
+    out[rows[ok], cols[ok]] = True
+    return out
+
+
+def water_bodies(wx, wy, wz, grid: GridSpec, ground_cells: np.ndarray, void_cells: np.ndarray):
+    """Water cells and their water surface level: (mask, level) or (None, None) without water.
+
+    A water body is a 4-connected group of cells with water returns (and no ground return) and of
+    laser voids (water absorbs the pulse: most of a canal returns nothing) that are at least 3
+    cells wide or touch a water return, holding at least one water return. Each cell's level is the lowest water return of the nearest cell that has one:
+    local, so tiles agree wherever a water return lies within the buffer.
+    """
+    rows, cols = grid.cell_index(np.asarray(wx, float), np.asarray(wy, float))
+    wmin, _ = cell_min(rows, cols, np.asarray(wz, float), grid.height, grid.width)
+    has_water = np.isfinite(wmin) & ~ground_cells
+    if not has_water.any():
+        return None, None
+    # voids narrower than 3 cells (shadows along walls, a dark roof's edge, sparse returns at fine
+    # resolution) do not carry the water level away from the water; those touching it are water
+    square = np.ones((3, 3), bool)
+    open_voids = ndimage.binary_opening(void_cells, structure=square)
+    near = void_cells & ndimage.binary_dilation(has_water, structure=square)
+    labels, _ = ndimage.label(has_water | open_voids | near)
+    mask = np.isin(labels, np.unique(labels[has_water]))
+    _, (ri, ci) = ndimage.distance_transform_edt(~has_water, return_indices=True)
+    return mask, wmin[ri, ci]
+
+
+def hydraulic_dtm(tin: np.ndarray, water: np.ndarray | None, level: np.ndarray | None,
+                  deck: np.ndarray | None) -> np.ndarray:
+    """The gap-free DTM from the ground TIN, water levels and the cells under bridge decks.
+
+    Water cells take the water level, never above the terrain the TIN carries across them. Cells
+    under a deck are interpolated across the deck's narrowest crossing (the channel's direction:
+    see :func:`_across_decks`), from the terrain or water on either side; a TIN or membrane from
+    all around would bring the abutments' height into the channel and dam it.
+    """
+    dtm = tin.copy()
+    if water is not None:
+        dtm[water] = np.fmin(level[water], tin[water])
+    if deck is not None and deck.any():
+        dtm[deck] = np.nan
+        dtm = _across_decks(dtm, deck)
+    return _filled(dtm)
+
+
+_DIRECTIONS = np.array([(0, 1), (1, 1), (1, 0), (1, -1)], dtype=np.int64)  # rows down, columns right
+
+
+def _across_decks(z: np.ndarray, deck: np.ndarray) -> np.ndarray:
+    """Deck cells interpolated linearly along their deck's minor axis (its width: the direction of
+    the channel it spans), between the two cells that end the run of deck cells there.
+
+    The minor axis comes from the second moments of each deck's cells (8-connected), rounded to
+    a row, a column or a diagonal. Cells whose run reaches the grid edge or an unknown cell stay
+    NaN (the membrane fills them).
+    """
+    labels, n = ndimage.label(deck, structure=np.ones((3, 3)))
+    rows, cols = np.nonzero(deck)
+    lab = labels[rows, cols] - 1
+    count = np.bincount(lab, minlength=n).astype(float)
+    mr, mc = np.bincount(lab, rows, n) / count, np.bincount(lab, cols, n) / count
+    dr, dc = rows - mr[lab], cols - mc[lab]
+    srr, scc, src = np.bincount(lab, dr * dr, n), np.bincount(lab, dc * dc, n), np.bincount(lab, dr * dc, n)
+    # orientation of the major axis in (column, row) space; the minor axis is perpendicular
+    major = 0.5 * np.arctan2(2 * src, scc - srr)
+    minor = major + np.pi / 2
+    # nearest of the 4 lattice directions (0: along a row, 1: down-right, 2: down a column, 3: down-left)
+    direction = (np.round(minor / (np.pi / 4)).astype(np.int64)) % 4
+    per_cell = np.full(deck.shape, -1, np.int64)
+    per_cell[rows, cols] = direction[lab]
+    return _interpolate_runs(z, per_cell, _DIRECTIONS)
+
+
+@numba.njit(cache=True, nogil=True)
+def _interpolate_runs(z, direction, dirs):
+    h, w = z.shape
+    out = z.copy()
+    for i in range(h):
+        for j in range(w):
+            k = direction[i, j]
+            if k < 0:
+                continue
+            di, dj = dirs[k, 0], dirs[k, 1]
+            a = 1
+            while 0 <= i - a * di < h and 0 <= j - a * dj < w and direction[i - a * di, j - a * dj] >= 0:
+                a += 1
+            b = 1
+            while 0 <= i + b * di < h and 0 <= j + b * dj < w and direction[i + b * di, j + b * dj] >= 0:
+                b += 1
+            ia, ja, ib, jb = i - a * di, j - a * dj, i + b * di, j + b * dj
+            if 0 <= ia < h and 0 <= ja < w and 0 <= ib < h and 0 <= jb < w:
+                za, zb = z[ia, ja], z[ib, jb]
+                if np.isfinite(za) and np.isfinite(zb):
+                    out[i, j] = za + (zb - za) * a / (a + b)
+    return out
 
 
 def build_dsm(x, y, z, grid: GridSpec) -> np.ndarray:
@@ -185,6 +344,10 @@ class SurfaceModels:
     dsm: np.ndarray
     #: DTM cells interpolated inside a TIN triangle (False: gap filled by the membrane)
     support: np.ndarray
+    #: DTM cells that hold a water surface level (bed unknown), None: no water class given
+    water: np.ndarray | None = None
+    #: DTM cells under a bridge deck (interpolated from around the deck)
+    bridge: np.ndarray | None = None
 
     @property
     def ndsm(self) -> np.ndarray:
@@ -193,19 +356,43 @@ class SurfaceModels:
 
     def crop(self, core: GridSpec) -> SurfaceModels:
         rows, cols = self.grid.window_of(core)
-        return SurfaceModels(core, self.dtm[rows, cols], self.dsm[rows, cols], self.support[rows, cols])
+        water = None if self.water is None else self.water[rows, cols]
+        bridge = None if self.bridge is None else self.bridge[rows, cols]
+        return SurfaceModels(core, self.dtm[rows, cols], self.dsm[rows, cols], self.support[rows, cols],
+                             water, bridge)
 
 
 def build_surfaces(x, y, z, classification, return_number, grid: GridSpec,
-                   max_circumradius: float | None = None) -> SurfaceModels:
-    """DTM from ground points (class 2 only: water 9 and bridge decks 17 stay out of the hydraulic
-    DTM), DSM from first returns (noise 7/18 excluded)."""
+                   max_circumradius: float | None = None, *, backend: str = DEFAULT_TIN_BACKEND,
+                   water_classes=(WATER,), bridge_classes=(BRIDGE_DECK,)) -> SurfaceModels:
+    """Hydraulic DTM from ground points (class 2 only), DSM from first returns (noise 7/18 excluded).
+
+    Water (``water_classes``) and bridge decks (``bridge_classes``; AHN3 files put bridges in 26)
+    never enter the DTM: see :func:`water_bodies` and :func:`hydraulic_dtm`. The DSM keeps them.
+    """
+    x, y, z = np.asarray(x, float), np.asarray(y, float), np.asarray(z, float)
     cls = np.asarray(classification)
     ground = cls == 2
     not_noise = ~np.isin(cls, (7, 18))
     first = (np.asarray(return_number) <= 1) & not_noise
-    dtm, support = build_dtm(x[ground], y[ground], z[ground], grid, max_circumradius)
+    tin = ground_tin(x[ground], y[ground], z[ground], grid, max_circumradius, backend)
+    ground_cells = occupied(x[ground], y[ground], grid)
+    wet = np.isin(cls, water_classes)
+    water = level = deck = None
+    if wet.any():
+        water, level = water_bodies(x[wet], y[wet], z[wet], grid, ground_cells, ~occupied(x[not_noise],
+                                                                                          y[not_noise], grid))
+    on_deck = np.isin(cls, bridge_classes)
+    if on_deck.any():
+        deck = occupied(x[on_deck], y[on_deck], grid) & ~ground_cells
+        if water is not None:
+            deck &= ~water
+    dtm = hydraulic_dtm(tin, water, level, deck)
+    support = np.isfinite(tin)
+    for mask in (water, deck):
+        if mask is not None:
+            support &= ~mask
     dsm = build_dsm(x[first], y[first], z[first], grid)
     # a DSM cell is never below the terrain
     dsm = np.fmax(dsm, dtm)
-    return SurfaceModels(grid, dtm, dsm, support)
+    return SurfaceModels(grid, dtm, dsm, support, water, deck)

@@ -22,12 +22,14 @@ import numpy as np
 
 from gisserver.errors import GISError, InvalidInput
 from lidar.cog import NODATA, write_cog, write_vrt
-from lidar.dtm import SurfaceModels, build_surfaces, hillshade
+from lidar.dtm import BRIDGE_DECK, HYDRAULIC_DTM_TAGS, WATER, SurfaceModels, build_surfaces, hillshade
 from lidar.grid import GridSpec
 from lidar.ground import SMRFParams, classify_ground
 from lidar.io import DEFAULT_CHUNK_SIZE, open_cloud
 
 POINT_DTYPE = np.dtype([("x", "f8"), ("y", "f8"), ("z", "f8"), ("c", "u1"), ("rn", "u1"), ("nr", "u1")])
+#: vendor classes kept through the ground filter: water and bridge decks are never ground
+KEPT_VENDOR_CLASSES = (WATER, BRIDGE_DECK)
 
 
 class TileFailed(GISError):
@@ -168,6 +170,8 @@ def process_tile(spill: str, key: tuple[int, int], scheme: TileScheme, params: S
     core = core_grid(scheme, key, resolution).clip(extent)
     cls = classify_ground(pts["x"], pts["y"], pts["z"], pts["rn"], pts["nr"], params=params,
                           grid=smrf_grid).classification
+    vendor = np.isin(pts["c"], KEPT_VENDOR_CLASSES)
+    cls[vendor] = pts["c"][vendor]
     # triangles larger than the buffer allows could not be rebuilt identically by every tile
     buffered = build_surfaces(pts["x"], pts["y"], pts["z"], cls, pts["rn"], grid, max_circumradius=scheme.buffer / 2)
     surfaces = buffered.crop(core)
@@ -178,7 +182,10 @@ def process_tile(spill: str, key: tuple[int, int], scheme: TileScheme, params: S
         shade = hillshade(buffered.dtm, resolution)[rows, cols]
         files = _write_tile_cogs(Path(tile_cogs["dir"]), key, surfaces, shade, tile_cogs["srid"],
                                  tile_cogs.get("vertical_datum"))
+    no_mask = np.zeros(core.shape, dtype=bool)
     np.savez(out, dtm=surfaces.dtm, dsm=surfaces.dsm, support=surfaces.support,
+             water=no_mask if surfaces.water is None else surfaces.water,
+             bridge=no_mask if surfaces.bridge is None else surfaces.bridge,
              grid=np.array([core.x0, core.y1, core.width, core.height]))
     return TileResult(key, int(in_core.sum()), int(counts[2]),
                       {int(c): int(n) for c, n in enumerate(counts) if n}, str(out), files)
@@ -187,7 +194,8 @@ def process_tile(spill: str, key: tuple[int, int], scheme: TileScheme, params: S
 def _write_tile_cogs(folder: Path, key, s: SurfaceModels, shade, srid, vd) -> dict[str, str]:
     name = f"{key[0]}_{key[1]}"
     return {
-        "dtm": str(write_cog(folder / f"dtm_{name}.tif", s.dtm, s.grid, srid, description="DTM", vertical_datum=vd)),
+        "dtm": str(write_cog(folder / f"dtm_{name}.tif", s.dtm, s.grid, srid, description="DTM", vertical_datum=vd,
+                             tags=HYDRAULIC_DTM_TAGS)),
         "dsm": str(write_cog(folder / f"dsm_{name}.tif", s.dsm, s.grid, srid, description="DSM", vertical_datum=vd)),
         "ndsm": str(write_cog(folder / f"ndsm_{name}.tif", s.ndsm, s.grid, srid, description="nDSM")),
         "hillshade": str(write_cog(folder / f"hillshade_{name}.tif", shade, s.grid, srid, nodata=None,
@@ -219,8 +227,9 @@ def _client(scheduler: str | None, n_workers: int | None, processes: bool):
 
     if scheduler:
         return Client(scheduler), None
+    # dashboard on any free port: a fixed one (8787) fails when another cluster runs on the machine
     cluster = LocalCluster(n_workers=n_workers or 1, threads_per_worker=1, processes=processes,
-                           dashboard_address=None)
+                           dashboard_address=":0")
     return Client(cluster), cluster
 
 
@@ -259,6 +268,8 @@ def mosaic(results: list[TileResult], grid: GridSpec) -> SurfaceModels:
     dtm = np.full(grid.shape, np.nan)
     dsm = np.full(grid.shape, np.nan)
     support = np.zeros(grid.shape, dtype=bool)
+    water = np.zeros(grid.shape, dtype=bool)
+    bridge = np.zeros(grid.shape, dtype=bool)
     for r in results:
         if r.surfaces is None:
             continue
@@ -275,7 +286,9 @@ def mosaic(results: list[TileResult], grid: GridSpec) -> SurfaceModels:
             dtm[grows, gcols] = data["dtm"][rows, cols]
             dsm[grows, gcols] = data["dsm"][rows, cols]
             support[grows, gcols] = data["support"][rows, cols]
-    return SurfaceModels(grid, dtm, dsm, support)
+            water[grows, gcols] = data["water"][rows, cols]
+            bridge[grows, gcols] = data["bridge"][rows, cols]
+    return SurfaceModels(grid, dtm, dsm, support, water, bridge)
 
 
 def run_tiled(sources: list[Source], outdir, *, tile_size: float = 500.0, resolution: float = 1.0,
@@ -348,7 +361,8 @@ def write_products(run: TiledRun, outdir: Path) -> dict[str, Path]:
     s, g = run.surfaces, run.grid
     vd = run.vertical_datum
     return {
-        "dtm": write_cog(outdir / "dtm.tif", s.dtm, g, run.srid, description="DTM", vertical_datum=vd),
+        "dtm": write_cog(outdir / "dtm.tif", s.dtm, g, run.srid, description="DTM", vertical_datum=vd,
+                         tags=HYDRAULIC_DTM_TAGS),
         "dsm": write_cog(outdir / "dsm.tif", s.dsm, g, run.srid, description="DSM", vertical_datum=vd),
         "ndsm": write_cog(outdir / "ndsm.tif", s.ndsm, g, run.srid, description="nDSM"),
         "hillshade": write_cog(outdir / "hillshade.tif", hillshade(s.dtm, g.cell), g, run.srid, nodata=None,

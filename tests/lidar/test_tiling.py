@@ -112,3 +112,39 @@ def test_per_tile_cogs_and_vrt_mosaic_equal_the_in_memory_mosaic(delft_source, t
                 assert np.mean(diff <= 1) > 0.99
             else:
                 np.testing.assert_allclose(b.read(1), a.read(1), atol=1e-4)
+
+
+def test_tiles_keep_vendor_water_and_bridges_out_of_the_dtm(tmp_path):
+    """The synthetic bridge over a canal as a LAS file: SMRF reclassifies the tiles, but the
+    vendor's water (9) and deck (17) points never become ground, in every tile alike."""
+    import laspy
+
+    from lidar.dtm import HYDRAULIC_DTM_TAGS
+    from tests.lidar.test_surfaces import WATER_LEVEL, _bridge_over_canal
+
+    x, y, z, cls = _bridge_over_canal()
+    header = laspy.LasHeader(point_format=1, version="1.2")
+    header.scales = np.array([0.001, 0.001, 0.001])
+    header.offsets = np.array([600_000.0, 1_190_000.0, 0.0])
+    las = laspy.LasData(header)
+    las.x, las.y, las.z = x + 600_000.0, y + 1_190_000.0, z
+    las.classification = cls
+    las.return_number = np.ones_like(cls)
+    las.number_of_returns = np.ones_like(cls)
+    path = tmp_path / "bridge.las"
+    las.write(path)
+    kwargs = {"resolution": 1.0, "processes": False, "n_workers": 1}
+    source = [Source(str(path), "EPSG:32648")]
+    one = run_tiled(source, tmp_path / "one", tile_size=1000, **kwargs)
+    many = run_tiled(source, tmp_path / "many", tile_size=50, write_rasters=False, **kwargs)
+    assert one.classes[9] > 0 and one.classes[17] == int((cls == 17).sum()) and one.classes == many.classes
+    g = one.grid
+    xc, yc = np.meshgrid(g.x0 + np.arange(g.width) + 0.5 - 600_000.0, g.y1 - np.arange(g.height) - 0.5 - 1_190_000.0)
+    canal_under_bridge = (np.abs(xc - 50) < 5) & (np.abs(yc - 50) < 5)
+    for run in (one, many):
+        np.testing.assert_allclose(run.surfaces.dtm[canal_under_bridge], WATER_LEVEL, atol=0.08)
+        assert run.surfaces.water[(np.abs(yc - 50) < 5) & (np.abs(xc - 50) > 8)].all()
+        assert run.surfaces.bridge[canal_under_bridge].all()
+    np.testing.assert_allclose(many.surfaces.dtm, one.surfaces.dtm, atol=1e-6)
+    with rasterio.open(one.outputs["dtm"]) as ds:
+        assert {k: ds.tags()[k] for k in HYDRAULIC_DTM_TAGS} == HYDRAULIC_DTM_TAGS
