@@ -20,7 +20,7 @@ from shapely.geometry.polygon import orient
 
 from gisserver.crs import srid_to_epsg
 from lidar.buildings import Building
-from lidar.roofs import lod2_surfaces, lod2_triangles
+from lidar.roofs import lod2_shells, lod2_triangles
 
 CITYJSON_VERSION = "2.0"
 
@@ -107,12 +107,16 @@ def _roof_attributes(b: Building) -> dict:
 
 
 def _lod2_solid(b: Building, add_vertex) -> dict:
-    shell, values = [], []
-    for kind, rings in lod2_surfaces(b.roof, b.ground_p10):
-        shell.append([[add_vertex(x, y, z) for x, y, z in ring] for ring in rings])
-        values.append(SEMANTIC_TYPES.index(kind))
-    return {"type": "Solid", "lod": "2.0", "boundaries": [shell],
-            "semantics": {"surfaces": [{"type": t} for t in SEMANTIC_TYPES], "values": [values]}}
+    """A Solid, or a MultiSolid of the building's parts (split at vertical roof steps)."""
+    shells, values = [], []
+    for surfaces in lod2_shells(b.roof, b.ground_p10):
+        shells.append([[[add_vertex(x, y, z) for x, y, z in ring] for ring in rings] for _, rings in surfaces])
+        values.append([SEMANTIC_TYPES.index(kind) for kind, _ in surfaces])
+    semantics = {"surfaces": [{"type": t} for t in SEMANTIC_TYPES]}
+    if len(shells) == 1:
+        return {"type": "Solid", "lod": "2.0", "boundaries": shells, "semantics": {**semantics, "values": values}}
+    return {"type": "MultiSolid", "lod": "2.0", "boundaries": [[s] for s in shells],
+            "semantics": {**semantics, "values": [[v] for v in values]}}
 
 
 def write_cityjson(path, buildings: list[Building], srid: int, **kwargs) -> Path:

@@ -32,9 +32,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import shapely
+from scipy import ndimage
 from scipy.spatial import cKDTree
 from shapely import contains_xy
-from shapely.geometry import Polygon
+from shapely.geometry import Polygon, shape
 from shapely.geometry.polygon import orient
 
 #: ASPRS classes that are never roof: ground, vegetation, low/high noise, water, bridge deck
@@ -56,6 +57,8 @@ class RoofParams:
     max_slope: float = 70.0
     min_points: int = 20
     max_planes: int = 8
+    #: the most supported planes that the model selection considers
+    max_candidates: int = 16
     #: vertical residual (m) under which the roof model explains a point
     tolerance: float = 0.3
     #: share of the roof points the model must explain for LoD2
@@ -64,6 +67,12 @@ class RoofParams:
     min_roof_points: int = 40
     #: lowest eave (m above ground) of an accepted roof
     min_eave: float = 1.0
+    #: cell (m) of the plane-label raster that splits a roof at its vertical steps into parts
+    part_cell: float = 0.5
+    #: height jump (m) between two planes along their common border that makes it a step
+    step: float = 0.5
+    #: smallest building part (m2); smaller pieces join a neighbour
+    min_part_area: float = 4.0
 
 
 @dataclass(frozen=True)
@@ -103,11 +112,15 @@ class RoofModel:
     #: RMS and median absolute vertical residual of all roof points to the model surface
     surface_rmse: float = float("nan")
     surface_mae: float = float("nan")
+    #: building parts split at vertical steps, each with its own roof model (empty: one part)
+    parts: list[tuple[Polygon, RoofModel]] = field(default_factory=list)
 
     @property
     def roof_type(self) -> str:
         if not self.lod2:
             return "unknown"
+        if self.parts:
+            return "stepped"
         sloped = [p for p in self.planes if p.slope_degrees >= 5.0]
         if not sloped:
             return "flat"
@@ -124,7 +137,17 @@ class RoofModel:
         return "multi-plane"
 
     def envelope(self, x, y) -> np.ndarray:
-        """Roof height at absolute (x, y): max over groups of the lowest plane of the group."""
+        """Roof height at absolute (x, y): max over groups of the lowest plane of the group.
+
+        With parts, each point takes the roof of the part that covers it (NaN outside them).
+        """
+        if self.parts:
+            x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+            out = np.full(np.broadcast(x, y).shape, np.nan)
+            for poly, part in self.parts:
+                todo = np.isnan(out) & shapely.intersects_xy(poly.buffer(GRID), x, y)
+                out[todo] = part.envelope(np.broadcast_to(x, out.shape)[todo], np.broadcast_to(y, out.shape)[todo])
+            return out
         dx = np.asarray(x, dtype=np.float64) - self.origin[0]
         dy = np.asarray(y, dtype=np.float64) - self.origin[1]
         heights = [p.z(dx, dy) for p in self.planes]
@@ -214,6 +237,11 @@ def segment_planes(dx: np.ndarray, dy: np.ndarray, z: np.ndarray, params: RoofPa
 
     Regions on one plane (a face that region growing cut in two, e.g. by a chimney) are merged.
     """
+    return [p for p, _ in plane_segments(dx, dy, z, params)]
+
+
+def plane_segments(dx, dy, z, params: RoofParams) -> list[tuple[RoofPlane, np.ndarray]]:
+    """``segment_planes`` with the indices of each plane's points."""
     labels = grow_regions(np.column_stack([dx, dy, z]), params)
     regions = sorted((np.flatnonzero(labels == r) for r in range(labels.max() + 1)), key=len, reverse=True)
     merged: list[tuple[RoofPlane, np.ndarray]] = []
@@ -227,9 +255,9 @@ def segment_planes(dx: np.ndarray, dy: np.ndarray, z: np.ndarray, params: RoofPa
         else:
             merged.append((plane, idx))
     max_tan = math.tan(math.radians(params.max_slope))
-    planes = [p for p, _ in merged if math.hypot(p.a, p.b) <= max_tan]
-    planes.sort(key=lambda p: -p.support)
-    return planes
+    kept = [(p, idx) for p, idx in merged if math.hypot(p.a, p.b) <= max_tan]
+    kept.sort(key=lambda item: -item[0].support)
+    return kept
 
 
 def refit_planes(planes: list[RoofPlane], groups, dx, dy, z, params: RoofParams) -> list[RoofPlane]:
@@ -275,7 +303,7 @@ def _best_move(heights, groups, group_z, free, z, tolerance, explained):
 
 def select_model(planes: list[RoofPlane], dx, dy, z, params: RoofParams) -> tuple[list[RoofPlane], list[list[int]]]:
     """Forward selection of a max-min roof model: (chosen planes, groups of indices into them)."""
-    planes = planes[:16]
+    planes = planes[:params.max_candidates]
     if not planes:
         return [], []
     heights = np.array([p.z(dx, dy) for p in planes])
@@ -429,6 +457,13 @@ def lod2_surfaces(model: RoofModel, ground: float) -> list[tuple[str, list[list[
     return surfaces
 
 
+def lod2_shells(model: RoofModel, ground: float) -> list[list[tuple[str, list]]]:
+    """One closed shell (``lod2_surfaces``) per building part; a single shell without parts."""
+    if model.parts:
+        return [lod2_surfaces(part, ground) for _, part in model.parts]
+    return [lod2_surfaces(model, ground)]
+
+
 def _open_edges(rings) -> list:
     directed = set()
     for pts in rings:
@@ -440,22 +475,35 @@ def _open_edges(rings) -> list:
 
 
 def fit_roof(footprint: Polygon, ground: float, x, y, z, params: RoofParams | None = None) -> RoofModel:
-    """The LoD2 roof model of one footprint from its roof points (already selected)."""
+    """The LoD2 roof model of one footprint from its roof points (already selected).
+
+    One continuous roof over the whole footprint first; if it does not explain the points, the
+    footprint is split at vertical steps into parts, each with its own model (all must succeed).
+    """
     params = params or RoofParams()
+    x, y, z = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64), np.asarray(z, dtype=np.float64)
+    whole = _fit_part(footprint, ground, x, y, z, params)
+    if whole.lod2 or not whole.planes:
+        return whole
+    parts = _fit_parts(footprint, ground, x, y, z, params)
+    return parts if parts is not None and parts.lod2 else whole
+
+
+def _fit_part(footprint: Polygon, ground: float, x, y, z, params: RoofParams, best_effort: bool = False) -> RoofModel:
+    """One continuous roof model; ``best_effort`` builds it whatever share of the points it explains."""
     c = footprint.centroid
     origin = (round(c.x), round(c.y))
     n = len(z)
     if n < params.min_roof_points:
         return RoofModel(False, f"{n} roof points (fewer than {params.min_roof_points})", origin, point_count=n)
-    dx, dy = np.asarray(x) - origin[0], np.asarray(y) - origin[1]
-    z = np.asarray(z, dtype=np.float64)
+    dx, dy = x - origin[0], y - origin[1]
     planes, groups = select_model(segment_planes(dx, dy, z, params), dx, dy, z, params)
     if not planes:
         return RoofModel(False, "no roof plane", origin, point_count=n)
     planes = refit_planes(planes, groups, dx, dy, z, params)
     model = RoofModel(False, "", origin, planes, groups, point_count=n)
     _score(model, dx, dy, z, params)
-    if model.explained < params.min_explained:
+    if model.explained < params.min_explained and not best_effort:
         model.reason = f"planes explain {model.explained:.0%} of the roof points"
         return model
     model.faces = roof_partition(footprint, model)
@@ -471,7 +519,127 @@ def fit_roof(footprint: Polygon, ground: float, x, y, z, params: RoofParams | No
     return model
 
 
+def _fit_parts(footprint: Polygon, ground: float, x, y, z, params: RoofParams) -> RoofModel | None:
+    """Split at vertical steps and fit every part; None when there is nothing to split."""
+    c = footprint.centroid
+    origin = (round(c.x), round(c.y))
+    segments = plane_segments(x - origin[0], y - origin[1], z, params)
+    polygons = part_polygons(footprint, [(p, x[i], y[i]) for p, i in segments], origin, params)
+    if len(polygons) < 2:
+        return None
+    free = np.ones(len(z), dtype=bool)
+    parts, residuals, weights = [], [], []
+    for poly in polygons:
+        sel = free & shapely.intersects_xy(poly, x, y)
+        free &= ~sel
+        part = _fit_part(poly, ground, x[sel], y[sel], z[sel], params, best_effort=True)
+        if not part.lod2:
+            # a piece no plane model explains (a dormer, a tree, a terrace) gets a flat roof at its median
+            level = float(np.median(z[sel])) if sel.any() else float(np.median(z))
+            part = RoofModel(True, "lod2", part.origin, [RoofPlane(0.0, 0.0, level, int(sel.sum()))], [[0]],
+                             [(orient(shapely.set_precision(poly, GRID), 1.0), 0)], int(sel.sum()))
+            _score(part, x[sel] - part.origin[0], y[sel] - part.origin[1], z[sel], params)
+        parts.append((poly, part))
+        residuals.append(z[sel] - part.envelope(x[sel], y[sel]))
+        weights.append((part.point_count * part.explained, part.plane_rmse))
+    res = np.concatenate(residuals)
+    explained = float(np.mean(np.abs(res) <= params.tolerance))
+    if explained < params.min_explained:
+        return RoofModel(False, f"{len(parts)} parts explain {explained:.0%} of the roof points", origin,
+                         point_count=len(z), explained=explained)
+    w = np.array([(n, r) for n, r in weights if n > 0])
+    return RoofModel(
+        True, "lod2", origin, planes=[pl for _, p in parts for pl in p.planes], point_count=len(z),
+        explained=explained, plane_rmse=float(np.sqrt(np.sum(w[:, 0] * w[:, 1] ** 2) / w[:, 0].sum())),
+        surface_rmse=float(np.sqrt(np.mean(res**2))), surface_mae=float(np.median(np.abs(res))),
+        faces=[f for _, p in parts for f in p.faces], parts=parts,
+    )
+
+
+def part_polygons(footprint: Polygon, planes, origin, params: RoofParams) -> list[Polygon]:
+    """The footprint cut where neighbouring roof planes meet with a vertical step.
+
+    ``planes``: (plane, x, y of its points). Each cell of a ``part_cell`` raster takes the plane
+    with most points in it (empty cells the nearest plane's); two planes that border each other
+    belong to one part when their heights along the border differ by less than ``step`` (median).
+    Parts are polygonised, their shared edges simplified as a coverage, clipped to the footprint;
+    pieces under ``min_part_area`` join the neighbour they share most border with.
+    """
+    from rasterio import features
+    from rasterio.transform import from_origin
+
+    cell = params.part_cell
+    x0, y0, x1, y1 = footprint.bounds
+    gx0, gy1 = math.floor(x0 / cell) * cell, math.ceil(y1 / cell) * cell
+    width, height = int(math.ceil((x1 - gx0) / cell)), int(math.ceil((gy1 - y0) / cell))
+    transform = from_origin(gx0, gy1, cell, cell)
+    domain = features.rasterize([footprint], out_shape=(height, width), transform=transform, all_touched=True) > 0
+    if not planes:
+        return []
+    counts = np.zeros((len(planes), height * width))
+    for k, (_, px, py) in enumerate(planes):
+        cols = np.clip(((px - gx0) / cell).astype(np.int64), 0, width - 1)
+        rows = np.clip(((gy1 - py) / cell).astype(np.int64), 0, height - 1)
+        counts[k] = np.bincount(rows * width + cols, minlength=height * width)
+    label = np.where(counts.max(axis=0) > 0, counts.argmax(axis=0), -1).reshape(height, width)
+    _, (ri, ci) = ndimage.distance_transform_edt(label < 0, return_indices=True)
+    label = label[ri, ci]
+    part = _join_continuous(label, domain, [p for p, _, _ in planes], gx0 - origin[0], gy1 - origin[1], cell,
+                            params.step)
+    if len(np.unique(part[domain])) < 2:
+        return []
+    shapes = [shape(g) for g, v in features.shapes(part.astype(np.int32), mask=domain, transform=transform)]
+    simple = shapely.coverage_simplify(shapes, cell, simplify_boundary=False)
+    pieces = [g for s_ in simple for g in shapely.get_parts(shapely.intersection(s_, footprint, grid_size=GRID))
+              if g.geom_type == "Polygon" and g.area > 0]
+    return _absorb_small(pieces, params.min_part_area)
+
+
+def _join_continuous(label, domain, planes, x0, y1, cell, step) -> np.ndarray:
+    """Part id per cell: union of the plane labels that meet without a step."""
+    parent = list(range(len(planes)))
+
+    def find(i):
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    jumps: dict[tuple[int, int], list[float]] = {}
+    for a, b, ex, ey in _borders(label, domain, x0, y1, cell):
+        for i, j, px, py in zip(a, b, ex, ey, strict=True):
+            jumps.setdefault((min(i, j), max(i, j)), []).append(abs(planes[i].z(px, py) - planes[j].z(px, py)))
+    for (i, j), d in jumps.items():
+        if np.median(d) < step:
+            parent[find(i)] = find(j)
+    roots = np.array([find(i) for i in range(len(planes))])
+    return np.where(domain, roots[label], -1)
+
+
+def _borders(label, domain, x0, y1, cell):
+    """(label a, label b, x, y of the shared cell edge's midpoint) for neighbouring cells, both axes."""
+    h, w = label.shape
+    r, c = np.nonzero(domain[:, :-1] & domain[:, 1:] & (label[:, :-1] != label[:, 1:]))
+    yield label[r, c], label[r, c + 1], x0 + (c + 1) * cell, y1 - (r + 0.5) * cell
+    r, c = np.nonzero(domain[:-1, :] & domain[1:, :] & (label[:-1, :] != label[1:, :]))
+    yield label[r, c], label[r + 1, c], x0 + (c + 0.5) * cell, y1 - (r + 1) * cell
+
+
+def _absorb_small(pieces: list[Polygon], min_area: float) -> list[Polygon]:
+    pieces = sorted(pieces, key=lambda g: g.area)
+    while len(pieces) > 1 and pieces[0].area < min_area:
+        small = pieces.pop(0)
+        shared = [small.boundary.intersection(g.boundary).length for g in pieces]
+        k = int(np.argmax(shared))
+        merged = shapely.union(pieces[k], small, grid_size=GRID)
+        pieces[k] = max(shapely.get_parts(merged), key=lambda g: g.area) if merged.geom_type != "Polygon" else merged
+        pieces.sort(key=lambda g: g.area)
+    return pieces
+
+
 def _score(model: RoofModel, dx, dy, z, params: RoofParams) -> None:
+    if len(z) == 0:
+        return
     heights = np.array([p.z(dx, dy) for p in model.planes])
     surface = model.envelope(dx + model.origin[0], dy + model.origin[1])
     owner = np.argmin(np.abs(heights - surface), axis=0)
@@ -543,9 +711,9 @@ def roof_statistics(models: list[RoofModel]) -> RoofStatistics:
 
 
 def lod2_triangles(model: RoofModel, ground: float) -> np.ndarray:
-    """(n, 3, 3) triangles of the LoD2 shell, counter-clockwise seen from outside (for glTF)."""
+    """(n, 3, 3) triangles of the LoD2 shells, counter-clockwise seen from outside (for glTF)."""
     tris = []
-    for kind, rings in lod2_surfaces(model, ground):
+    for kind, rings in (s for shell in lod2_shells(model, ground) for s in shell):
         if kind == "WallSurface":
             a, b, c, d = rings[0]
             tris += [[a, b, c], [a, c, d]]

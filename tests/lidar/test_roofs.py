@@ -1,9 +1,10 @@
 """LoD2 roofs (lidar.roofs): plane fit, roof model, watertight LoD2 solids, CityJSON and GLB.
 
 Three clouds: a deterministic test city built here with known flat, shed, gable and hip roofs, an
-L-shaped cross gable (two parts: a max of two lower envelopes) and a block with a low annex (a
-vertical step, which a continuous roof model cannot follow: it must fall back to LoD1); the
-project's synthetic Quận 8 demo (flat roofs at their cadastral heights); and the real AHN3 Delft crop.
+L-shaped cross gable (a max of two lower envelopes), a block with a low annex (a vertical step:
+two building parts) and a building hidden under tree crowns (no plane: it must fall back to
+LoD1); the project's synthetic Quận 8 demo (flat roofs at their cadastral heights); and the real
+AHN3 Delft crop.
 """
 
 from __future__ import annotations
@@ -93,10 +94,16 @@ def _stepped(centre, ground):
     return shapely.union_all([block, annex]).normalize(), roof
 
 
+def _under_trees(centre, ground, rng):
+    """Crowns over a 12 x 12 m building: heights anywhere between 5 and 12 m, no plane."""
+    cx, cy = centre
+    return box(cx - 6, cy - 6, cx + 6, cy + 6), lambda x, y: ground + rng.uniform(5, 12, len(x))
+
+
 @pytest.fixture(scope="module")
 def test_city():
     """12 rectangular buildings (3 of each roof kind, random size, orientation, pitch), a cross
-    gable and a stepped block, ground points around, 10 pts/m2 with 3 cm noise, fixed seed."""
+    gable, a stepped block and a building under trees, ground points around, 10 pts/m2 with 3 cm noise, fixed seed."""
     rng = np.random.default_rng(3)
     truths = []
     for i in range(12):
@@ -116,7 +123,8 @@ def test_city():
         cls[inside] = 6
     buildings = [Building(t.footprint, t.ground, 0.0, 0.0, 0.0, 0) for t in truths]
     others = []
-    for make, centre in ((_cross_gable, (40.0, 130.0)), (_stepped, (110.0, 135.0))):
+    for make, centre in ((_cross_gable, (40.0, 130.0)), (_stepped, (110.0, 135.0)),
+                         (lambda c, g: _under_trees(c, g, rng), (145.0, 135.0))):
         footprint, roof = make(centre, 1.0 + 0.005 * centre[0])
         inside = shapely.contains_xy(footprint, x, y)
         z[inside] = roof(x[inside], y[inside]) + rng.normal(0, 0.03, inside.sum())
@@ -148,12 +156,14 @@ def test_simple_roofs_are_recovered(test_city):
     assert stats.plane_rmse == pytest.approx(0.03, abs=0.004)
 
 
-def test_cross_gable_is_two_parts_and_a_step_falls_back(test_city):
-    _, buildings, models, (cross_roof, _) = test_city
-    cross, step = models[-2:]
+def test_cross_gable_steps_and_trees(test_city):
+    """The cross gable is one continuous roof of two groups; the step splits the block into two
+    parts (two closed shells); the building under trees has no roof plane and keeps LoD1."""
+    _, buildings, models, (cross_roof, step_roof, _) = test_city
+    cross, step, trees = models[-3:]
     assert cross.lod2 and cross.roof_type == "multi-part" and len(cross.planes) == 4
     assert sorted(len(g) for g in cross.groups) == [2, 2]
-    fp = buildings[-2].footprint
+    fp = buildings[-3].footprint
     x0, y0, x1, y1 = fp.bounds
     xx, yy = np.meshgrid(np.linspace(x0, x1, 100), np.linspace(y0, y1, 100))
     inside = shapely.contains_xy(fp.buffer(-0.01), xx, yy)
@@ -161,9 +171,14 @@ def test_cross_gable_is_two_parts_and_a_step_falls_back(test_city):
     roof_faces = [f for f, _ in cross.faces]
     # wing A runs through to wing B's far eave: each of its slopes shows on both sides of B's ridge
     assert len(roof_faces) == 6 and abs(sum(f.area for f in roof_faces) - fp.area) < 0.01
-    assert not step.lod2 and step.faces == [] and step.roof_type == "unknown"
-    assert step.reason.startswith("planes explain") and step.explained < 0.85
-    assert buildings[-1].roof is step
+    assert step.lod2 and step.roof_type == "stepped" and len(step.parts) == 2
+    assert sorted(round(p.area) for p, _ in step.parts) == [96, 120]
+    for poly, part in step.parts:
+        c = poly.representative_point()
+        assert part.roof_type == "flat" and abs(part.envelope(c.x, c.y) - step_roof(c.x, c.y)) < 0.02
+    assert not trees.lod2 and trees.faces == [] and trees.roof_type == "unknown"
+    assert trees.reason == "no roof plane"
+    assert buildings[-1].roof is trees
 
 
 def _check_closed_shell(shell, vertices):
@@ -210,14 +225,18 @@ def test_lod2_solids_are_closed_planar_and_hold_the_true_volume(test_city):
             assert _planarity([vertices[i] for i in surface[0]]) < 0.002
         assert obj["attributes"]["lod2_status"] == "lod2" and obj["attributes"]["roof_type"] == t.kind
     cross_roof = test_city[3][0]
-    x0, y0, x1, y1 = buildings[-2].footprint.bounds
+    x0, y0, x1, y1 = buildings[-3].footprint.bounds
     xx, yy = np.meshgrid(np.arange(x0 + 0.025, x1, 0.05), np.arange(y0 + 0.025, y1, 0.05))
-    inside = shapely.contains_xy(buildings[-2].footprint, xx, yy)
-    true_volume = np.sum(cross_roof(xx[inside], yy[inside]) - buildings[-2].ground_p10) * 0.05**2
-    volume = _check_closed_shell(objects[-2]["geometry"][1]["boundaries"][0], vertices - vertices.min(axis=0))
+    inside = shapely.contains_xy(buildings[-3].footprint, xx, yy)
+    true_volume = np.sum(cross_roof(xx[inside], yy[inside]) - buildings[-3].ground_p10) * 0.05**2
+    volume = _check_closed_shell(objects[-3]["geometry"][1]["boundaries"][0], vertices - vertices.min(axis=0))
     assert volume == pytest.approx(true_volume, rel=0.01)
+    stepped = objects[-2]["geometry"][1]
+    assert stepped["type"] == "MultiSolid" and len(stepped["boundaries"]) == 2
+    volumes = [_check_closed_shell(solid[0], vertices - vertices.min(axis=0)) for solid in stepped["boundaries"]]
+    assert sorted(volumes) == [pytest.approx(8 * 12 * 4.0, rel=0.01), pytest.approx(10 * 12 * 12.0, rel=0.01)]
     fallback = objects[-1]
-    assert len(fallback["geometry"]) == 1 and fallback["attributes"]["lod2_status"].startswith("planes explain")
+    assert len(fallback["geometry"]) == 1 and fallback["attributes"]["lod2_status"] == "no roof plane"
 
 
 def test_lod2_ground_is_the_footprint_and_walls_stand_on_it(test_city):
@@ -246,7 +265,7 @@ def test_cityjson_with_lod2_loads_in_cjio(test_city, tmp_path):
     subprocess.run([cjio, str(path), "lod_filter", "2.0", "export", "obj", str(obj)],
                    capture_output=True, text=True, check=True)
     faces = [line for line in obj.read_text().splitlines() if line.startswith("f ")]
-    assert len(faces) > 13 * 10
+    assert len(faces) > 14 * 10
 
 
 def test_glb_uses_lod2_when_present(test_city, tmp_path):
