@@ -11,23 +11,25 @@ from __future__ import annotations
 
 import os
 import socket
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import rasterio
 from geoalchemy2.shape import from_shape
 from sqlalchemy import func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection, Engine
 
 from flood import outputs, terrain
 from flood.errors import InvalidScenario, RunCancelled
 from flood.scenarios import DEFAULT_SCENARIOS, Scenario
 from flood.solver import Domain, GaugeRecord, Simulation, SolverParams
-from flood.tables import flood_extent, flood_run, flood_scenario
+from flood.tables import FLOOD_LAYER, flood_extent, flood_run, flood_scenario, flood_step
 from gisserver.crs import CITY_SRID, pyproj_crs
 from gisserver.errors import Conflict, NotFound
-from gisserver.schema import job, raster
+from gisserver.schema import job, layer, raster
+from layers.catalogue import bump_version
 
 JOB_KIND = "flood-run"
 
@@ -237,6 +239,8 @@ def execute_run(engine: Engine, run_id: int, output_dir: str | Path, *, report_e
     steps = outputs.write_depth_steps(folder / "steps", snapshots, transform, crs or pyproj_crs(CITY_SRID),
                                       domain.blocked)
     extents = outputs.extent_polygons(maps.max_depth, transform)
+    start = run_start_time(p, run["created_at"])
+    step_items = outputs.step_extents(snapshots, transform)
     result = {
         "status": "succeeded",
         "scenario": scenario.key, "scenario_digest": scenario.digest,
@@ -248,6 +252,7 @@ def execute_run(engine: Engine, run_id: int, output_dir: str | Path, *, report_e
         "flooded_area_m2": float(sum(e["area_m2"] for e in extents)),
         "files": {k: str(v) for k, v in files.items()},
         "time_steps": {str(int(t)): str(v) for t, v in steps.items()},
+        "start_time": start.isoformat(), "layer": FLOOD_LAYER,
         "gauges": outputs.gauge_table(*gauges.as_arrays(), [f"g{i}" for i in range(len(gauges.cells))],
                                       np.array([domain.z[r, c] for r, c in gauges.cells])) if gauges.cells else [],
         "finished_at": datetime.now(UTC).isoformat(),
@@ -259,8 +264,45 @@ def execute_run(engine: Engine, run_id: int, output_dir: str | Path, *, report_e
                 {"run_id": run_id, "min_depth": e["min_depth"], "max_depth": e["max_depth"], "area_m2": e["area_m2"],
                  "geom": from_shape(e["geometry"], srid=CITY_SRID)} for e in extents
             ])
+        store_steps(conn, run_id, start, step_items)
         _finish(conn, run_id, "succeeded", result=result, message="done")
     return result
+
+
+def run_start_time(params: dict, submitted: datetime) -> datetime:
+    """The instant the simulation starts at (t = 0): the run's ``start_time`` parameter, else its
+    submission time. Map layers give each step ``start + t``."""
+    given = params.get("start_time")
+    start = datetime.fromisoformat(given) if given else submitted
+    return start if start.tzinfo else start.replace(tzinfo=UTC)
+
+
+def ensure_flood_layer(conn: Connection) -> None:
+    """The ``flood_steps`` catalogue layer (internal: staff read it, like the flood API)."""
+    props = [{"name": c.name, "type": "number" if c.name in ("time_s", "min_depth", "max_depth", "area_m2")
+              else "integer" if c.name in ("id", "run_id") else "string"}
+             for c in flood_step.columns if c.name not in ("geom", "geom_3857")]
+    conn.execute(pg_insert(layer).values(
+        name=FLOOD_LAYER, title="Flood extent over time (depth bands per saved time step)",
+        title_vi="Phạm vi ngập theo thời gian", kind="canonical", table_schema="public",
+        table_name=flood_step.name, geometry_type="MultiPolygon", srid=CITY_SRID, access_level="internal",
+        properties=props,
+        description="One row per run, saved time step and depth band; WMS TIME = valid_time, DIM_RUN = run_id",
+    ).on_conflict_do_nothing(index_elements=["name"]))
+
+
+def store_steps(conn: Connection, run_id: int, start: datetime, items: list[dict]) -> None:
+    """A run's extents per time step into ``flood_step`` (replacing earlier ones) and a new version
+    of the ``flood_steps`` layer (its tiles and WMS maps are rebuilt)."""
+    conn.execute(flood_step.delete().where(flood_step.c.run_id == run_id))
+    if items:
+        conn.execute(insert(flood_step), [
+            {"run_id": run_id, "time_s": i["time_s"], "valid_time": start + timedelta(seconds=i["time_s"]),
+             "min_depth": i["min_depth"], "max_depth": i["max_depth"], "area_m2": i["area_m2"],
+             "geom": from_shape(i["geometry"], srid=CITY_SRID)} for i in items
+        ])
+    ensure_flood_layer(conn)
+    bump_version(conn, FLOOD_LAYER)
 
 
 def work(engine: Engine, output_dir: str | Path, *, once: bool = False, poll_s: float = 1.0,

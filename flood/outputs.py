@@ -156,6 +156,19 @@ def extent_polygons(max_depth: np.ndarray, transform: Affine, bands=DEPTH_BANDS)
     return result
 
 
+def step_extents(snapshots: dict[float, np.ndarray], transform: Affine, bands=DEPTH_BANDS) -> list[dict]:
+    """Extent polygons per depth band of every saved time step (items of :func:`extent_polygons`
+    with ``time_s``). A step with no cell reaching ``bands[0]`` gets one empty item (band 0 to
+    ``bands[0]``, no area), so every saved step stays a value of the map layer's time dimension."""
+    items = []
+    for t, depth in sorted(snapshots.items()):
+        polygons = extent_polygons(depth, transform, bands)
+        if not polygons:
+            polygons = [{"min_depth": 0.0, "max_depth": float(bands[0]), "area_m2": 0.0, "geometry": MultiPolygon()}]
+        items.extend({**p, "time_s": float(t)} for p in polygons)
+    return items
+
+
 def gauge_table(times: np.ndarray, depths: np.ndarray, names: list[str], ground: np.ndarray) -> list[dict]:
     """Rows (time_s, gauge, depth_m, level_m) of gauge time series, for CSV or JSON."""
     rows = []

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -21,9 +22,12 @@ from flood import impacts
 from flood.errors import InvalidScenario
 from flood.jobs import register_default_scenarios, register_scenario, request_cancel, run_status, submit_run
 from flood.scenarios import DEFAULT_SCENARIOS, Scenario
-from flood.tables import flood_scenario
+from flood.tables import FLOOD_LAYER, flood_run, flood_scenario
 from gisserver.errors import Conflict, NotFound
+from gisserver.params import parse_datetime
 from gisserver.schema import raster
+from gisserver.security import Principal
+from layers.catalogue import get_layer
 
 RETURN_PERIODS = (2, 5, 10)
 MAX_DURATION_HOURS = 72.0
@@ -104,20 +108,55 @@ def start_run(conn: Connection, choice: dict, *, owner: str) -> dict:
         raster_id = default_dtm(conn)
     elif isinstance(raster_id, bool) or not isinstance(raster_id, int) or not 0 < raster_id < 2**31:
         raise InvalidScenario("raster_id must be a raster's id")
-    params = {"buildings": "blocked", "snapshot_interval_s": 900, "open_sides": ["east", "north", "south"]}
+    start = choice.get("start_time")  # t = 0 of the run's map layer; default: now
+    if start is not None and not isinstance(start, str):
+        raise InvalidScenario("start_time must be an ISO 8601 date-time")
+    start = parse_datetime("start_time", start) or datetime.now(UTC).replace(microsecond=0)
+    start = start if start.tzinfo else start.replace(tzinfo=UTC)
+    params = {"buildings": "blocked", "snapshot_interval_s": snapshot_interval(scenario.duration_s),
+              "open_sides": ["east", "north", "south"], "start_time": start.isoformat()}
     run_id = submit_run(conn, scenario_key=scenario.key, raster_id=raster_id, params=params,
                         scenario_version=scenario.version, owner=owner)
     return status(conn, run_id)
+
+
+def snapshot_interval(duration_s: float) -> int:
+    """Seconds between saved depth maps: about twelve per run, in whole minutes (at least one)."""
+    return max(60, round(duration_s / 12 / 60) * 60)
 
 
 def status(conn: Connection, run_id: int) -> dict:
     st = run_status(conn, run_id)
     result = st.get("result") or {}
     times = sorted(int(t) for t in (result.get("time_steps") or {}))
-    return {"id": st["id"], "status": st["status"], "progress": round(st["progress"], 1),  # percent
-            "message": st.get("message"), "error": st.get("error"),
-            "result": {**{k: v for k, v in result.items() if k not in ("files", "time_steps")}, "times": times}
-            if result else None}
+    out = {"id": st["id"], "status": st["status"], "progress": round(st["progress"], 1),  # percent
+           "message": st.get("message"), "error": st.get("error"), "result": None}
+    if result:
+        out["result"] = {**{k: v for k, v in result.items() if k not in ("files", "time_steps")}, "times": times}
+        if result.get("start_time"):  # the WMS TIME values of the run's steps (flood_steps layer)
+            start = datetime.fromisoformat(result["start_time"])
+            out["result"]["valid_times"] = [(start + timedelta(seconds=t)).isoformat().replace("+00:00", "Z")
+                                            for t in times]
+    return out
+
+
+def step_raster(conn: Connection, run_id: int, t: int, principal: Principal | None) -> tuple[Path, int]:
+    """The depth COG of a run at simulated second ``t`` and a version for tile caches.
+
+    Readable by whoever may read the ``flood_steps`` layer (the same rule as the WMS layer);
+    for others, and for unknown runs or steps, NotFound."""
+    get_layer(conn, FLOOD_LAYER, principal)
+    row = conn.execute(select(flood_run.c.status, flood_run.c.result, flood_run.c.finished_at)
+                       .where(flood_run.c.id == run_id)).first()
+    if row is None or row.status != "succeeded":
+        raise NotFound(f"flood run {run_id} has no results")
+    steps = (row.result or {}).get("time_steps") or {}
+    path = steps.get(str(t))
+    if path is None:
+        raise NotFound(f"flood run {run_id} saved no depth at t = {t} s; saved: {sorted(int(k) for k in steps)}")
+    if not Path(path).exists():
+        raise NotFound(f"the depth raster of run {run_id} at t = {t} s is missing")
+    return Path(path), int(row.finished_at.timestamp() * 1e6)
 
 
 def cancel(conn: Connection, run_id: int) -> str:

@@ -31,6 +31,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 from gisserver.crs import CITY_SRID
 from gisserver.schema import metadata
 
+#: the catalogue layer of ``flood_step`` (WMS TIME = valid_time, DIM_RUN = run id)
+FLOOD_LAYER = "flood_steps"
 RUN_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 
 flood_scenario = Table(

@@ -126,7 +126,10 @@ def hillshade(elevation: np.ndarray, cell_size: float, azimuth: float = 315.0, a
 
 
 def colourise(values: np.ndarray, valid: np.ndarray, ramp: Ramp) -> tuple[np.ndarray, np.ndarray]:
-    """(RGB uint8 array (3, h, w), alpha mask (h, w)) of ``values`` on ``ramp``."""
+    """(RGB uint8 array (3, h, w), alpha mask (h, w)) of ``values`` on ``ramp``; NaN is not drawn."""
+    finite = np.isfinite(values)
+    valid = valid & finite
+    values = np.where(finite, values, ramp.vmin)
     scaled = np.clip((values.astype("float64") - ramp.vmin) / (ramp.vmax - ramp.vmin), 0, 1)
     index = np.round(scaled * 255).astype("uint8")
     lut = np.array([cmap.get(ramp.colormap)[i][:3] for i in range(256)], dtype="uint8")
@@ -203,6 +206,52 @@ def raster_tile(conn: Connection, cache: TileCache | None, raster_root: Path, na
         tile = cache.get_or_build(f"raster/{info.name}.{info.id}/{style}/{fmt}", (f"raster:{info.name}.{info.id}",),
                                   info.data_version, z, x, y, fmt, lambda: tms.lonlat_tile_bounds(z, x, y), build)
     return info, tile, FORMATS[fmt][1]
+
+
+def flood_step_tile(conn: Connection, cache: TileCache | None, principal: Principal | None, run_id: int, t: int,
+                    z: int, x: int, y: int, fmt: str) -> tuple[CachedTile, str]:
+    """One XYZ tile of a flood run's depth at simulated second ``t`` (the ``flood_depth`` ramp:
+    0-2 m, dry cells under 1 cm transparent); returns (tile, media type).
+
+    Access follows the ``flood_steps`` map layer (see :func:`flood.service.step_raster`).
+    A run's results never change, so the cache version is the instant the run finished."""
+    from flood.service import step_raster
+
+    if fmt not in FORMATS:
+        raise InvalidParameter("format", f"must be one of {', '.join(FORMATS)}")
+    tms.check_tile(z, x, y, maxzoom=MAXZOOM)
+    path, version = step_raster(conn, run_id, t, principal)
+    info = RasterInfo(0, f"flood_run_{run_id}_t{t}", "flood_depth", path, "internal", version, None)
+
+    def build() -> bytes:
+        return build_raster_tile(info, z, x, y, "default", fmt)
+
+    if cache is None:
+        data = build()
+        return CachedTile(data, version, content_digest(data).hex(), hit=False), FORMATS[fmt][1]
+    tile = cache.get_or_build(f"flood/run_{run_id}/t{t}/{fmt}", (f"flood_run:{run_id}",), version, z, x, y, fmt,
+                              lambda: tms.lonlat_tile_bounds(z, x, y), build)
+    return tile, FORMATS[fmt][1]
+
+
+def ramp_legend(ramp: Ramp) -> dict:
+    """A ramp as JSON: title, unit, range, transparency cut and six stops of value -> colour."""
+    colours = cmap.get(ramp.colormap)
+    stops = []
+    for k in range(6):
+        frac = k / 5
+        r, g, b, _ = colours[round(frac * 255)]
+        stops.append({"value": round(ramp.vmin + frac * (ramp.vmax - ramp.vmin), 3),
+                      "color": f"#{r:02x}{g:02x}{b:02x}"})
+    return {"title": ramp.title, "unit": ramp.unit, "min": ramp.vmin, "max": ramp.vmax,
+            "transparent_below": ramp.transparent_below, "stops": stops}
+
+
+def ramp_image(ramp: Ramp, width: int = 256, height: int = 16) -> bytes:
+    """A horizontal colour bar PNG of a ramp (min on the left, every colour drawn)."""
+    values = np.tile(np.linspace(ramp.vmin, ramp.vmax, width), (height, 1))
+    rgb, alpha = colourise(values, np.ones_like(values, dtype=bool), replace_ramp(ramp))
+    return encode(rgb, alpha, "png")
 
 
 def legend(conn: Connection, raster_root: Path, name: str, principal: Principal | None,
