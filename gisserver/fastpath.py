@@ -23,6 +23,9 @@ from gisserver.security import ANONYMOUS, Principal, TokenVerifier
 
 #: handler(args, principal) -> (body, headers) for a 200 answer, or None to let Flask answer
 FastHandler = Callable[[Mapping[str, str], Principal], "tuple[bytes, list[tuple[str, str]]] | None"]
+#: handler of every path under a prefix (e.g. tiles by z/x/y, which also answer 304):
+#: handler(environ, principal) -> (status line, headers, body), or None to let Flask answer
+PrefixHandler = Callable[[dict, Principal], "tuple[str, list[tuple[str, str]], bytes] | None"]
 
 
 class FastPath:
@@ -32,22 +35,43 @@ class FastPath:
         self.wsgi_app = wsgi_app
         self.tokens = tokens
         self.routes: dict[str, FastHandler] = {}
+        self.prefixes: list[tuple[str, PrefixHandler]] = []
         self.answered = 0  # requests answered here (for tests and diagnostics)
 
     def route(self, path: str, handler: FastHandler) -> None:
         self.routes[path] = handler
 
+    def route_prefix(self, prefix: str, handler: PrefixHandler) -> None:
+        self.prefixes.append((prefix, handler))
+
     def __call__(self, environ: dict, start_response) -> Iterable[bytes]:
-        handler = self.routes.get(environ.get("PATH_INFO", ""))
-        if handler is not None and environ.get("REQUEST_METHOD") == "GET" and "HTTP_COOKIE" not in environ:
-            answer = self._answer(handler, environ)
-            if answer is not None:
-                body, headers = answer
-                headers.append(("Content-Length", str(len(body))))
-                start_response("200 OK", headers)
-                self.answered += 1
-                return [body]
+        if environ.get("REQUEST_METHOD") == "GET" and "HTTP_COOKIE" not in environ:
+            path = environ.get("PATH_INFO", "")
+            handler = self.routes.get(path)
+            if handler is not None:
+                answer = self._answer(handler, environ)
+                if answer is not None:
+                    body, headers = answer
+                    headers.append(("Content-Length", str(len(body))))
+                    start_response("200 OK", headers)
+                    self.answered += 1
+                    return [body]
+            for prefix, prefix_handler in self.prefixes:
+                if path.startswith(prefix):
+                    answer = self._answer_prefix(prefix_handler, environ)
+                    if answer is not None:
+                        status, headers, body = answer
+                        start_response(status, headers)
+                        self.answered += 1
+                        return [body]
+                    break
         return self.wsgi_app(environ, start_response)
+
+    def _answer_prefix(self, handler: PrefixHandler, environ: dict):
+        try:
+            return handler(environ, self._principal(environ))
+        except GISError:
+            return None  # Flask answers it again, with the problem document
 
     def _answer(self, handler: FastHandler, environ: dict):
         args = query_args(environ.get("QUERY_STRING", ""))

@@ -10,7 +10,8 @@ def services():
 
 
 def register_blueprints(app: Flask) -> None:
-    """Register every blueprint; the ones with ``fast_paths(app)`` also get their lean WSGI routes."""
+    """Register every blueprint; the ones with ``fast_paths(app)`` (exact paths) or
+    ``fast_prefixes(app)`` (every path under a prefix) also get their lean WSGI routes."""
     from gisserver.api import auth, system
     from gisserver.fastpath import FastPath
 
@@ -22,7 +23,9 @@ def register_blueprints(app: Flask) -> None:
         app.register_blueprint(module.bp)
         for path, handler in getattr(module, "fast_paths", lambda _app: {})(app).items():
             fast.route(path, handler)
-    if fast.routes:
+        for prefix, prefix_handler in getattr(module, "fast_prefixes", lambda _app: {})(app).items():
+            fast.route_prefix(prefix, prefix_handler)
+    if fast.routes or fast.prefixes:
         app.wsgi_app = fast
 
 
