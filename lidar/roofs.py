@@ -27,9 +27,9 @@
 from __future__ import annotations
 
 import math
-from collections import deque
 from dataclasses import dataclass, field
 
+import numba
 import numpy as np
 import shapely
 from scipy import ndimage
@@ -173,48 +173,75 @@ def point_normals(xyz: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.n
     return normals, variation, nbr
 
 
+@numba.njit(cache=True)
 def _fit_plane(pts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Total least squares plane: (centroid, unit normal pointing up)."""
-    centre = pts.mean(axis=0)
-    _, _, vt = np.linalg.svd(pts - centre, full_matrices=False)
-    normal = vt[-1]
-    return centre, normal if normal[2] >= 0 else -normal
+    centre = np.empty(3)
+    for j in range(3):
+        centre[j] = pts[:, j].mean()
+    d = pts - centre
+    _, vectors = np.linalg.eigh(d.T @ d)
+    normal = vectors[:, 0].copy()
+    if normal[2] < 0:
+        normal = -normal
+    return centre, normal
 
 
-def grow_regions(xyz: np.ndarray, params: RoofParams) -> np.ndarray:
-    """Region label per point (-1: in no region of at least ``min_points``)."""
-    n = len(xyz)
+@numba.njit(cache=True)
+def _grow(xyz, normals, order, nbr, distance, cos_max, min_points):
+    n, k = nbr.shape
     labels = np.full(n, -1, dtype=np.int64)
-    if n < max(params.min_points, 3):
-        return labels
-    normals, variation, nbr = point_normals(xyz, params.k)
-    cos_max = math.cos(math.radians(params.max_angle))
+    queue = np.empty(n, dtype=np.int64)
     region = 0
-    for seed in np.argsort(variation, kind="stable"):
+    for seed in order:
         if labels[seed] != -1:
             continue
         centre, normal = _fit_plane(xyz[nbr[seed]])
-        members = [seed]
         labels[seed] = region
-        queue = deque([seed])
-        refit_at = 2 * params.k
-        while queue:
-            p = queue.popleft()
-            cand = nbr[p][labels[nbr[p]] == -1]
-            ok = (np.abs((xyz[cand] - centre) @ normal) <= params.distance) & (normals[cand] @ normal >= cos_max)
-            for q in cand[ok]:
-                labels[q] = region
-                members.append(q)
-                queue.append(q)
-            if len(members) >= refit_at:
-                centre, normal = _fit_plane(xyz[members])
-                refit_at = int(len(members) * 1.5)
-        if len(members) < params.min_points:
-            labels[members] = -2  # tried: too small to be a plane, never a seed or member again
+        queue[0] = seed
+        head, tail = 0, 1
+        refit_at = 2 * k
+        while head < tail:
+            p = queue[head]
+            head += 1
+            for j in range(k):
+                q = nbr[p, j]
+                if labels[q] != -1:
+                    continue
+                off = abs((xyz[q, 0] - centre[0]) * normal[0] + (xyz[q, 1] - centre[1]) * normal[1]
+                          + (xyz[q, 2] - centre[2]) * normal[2])
+                agree = normals[q, 0] * normal[0] + normals[q, 1] * normal[1] + normals[q, 2] * normal[2]
+                if off <= distance and agree >= cos_max:
+                    labels[q] = region
+                    queue[tail] = q
+                    tail += 1
+            if tail >= refit_at:
+                centre, normal = _fit_plane(xyz[queue[:tail]])
+                refit_at = int(tail * 1.5)
+        if tail < min_points:
+            labels[queue[:tail]] = -2  # tried: too small to be a plane, never a seed or member again
         else:
             region += 1
-    labels[labels == -2] = -1
+    for i in range(n):
+        if labels[i] == -2:
+            labels[i] = -1
     return labels
+
+
+def grow_regions(xyz: np.ndarray, params: RoofParams) -> np.ndarray:
+    """Region label per point (-1: in no region of at least ``min_points``).
+
+    Breadth-first from the flattest unassigned point; the region's plane is refitted each time the
+    region has grown by half (numba kernel: region growing is a sequential walk).
+    """
+    n = len(xyz)
+    if n < max(params.min_points, 3):
+        return np.full(n, -1, dtype=np.int64)
+    normals, variation, nbr = point_normals(xyz, params.k)
+    order = np.argsort(variation, kind="stable")
+    return _grow(np.ascontiguousarray(xyz, dtype=np.float64), np.ascontiguousarray(normals), order,
+                 np.ascontiguousarray(nbr, dtype=np.int64), params.distance,
+                 math.cos(math.radians(params.max_angle)), params.min_points)
 
 
 def _lstsq_plane(dx, dy, z) -> tuple[float, float, float]:
