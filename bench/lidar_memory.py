@@ -1,18 +1,22 @@
 """Peak memory of the streaming LiDAR path on a large LAS file.
 
-    .venv/bin/python bench/lidar_memory.py [--replicate 9] [--tile-size 250]
+    .venv/bin/python bench/lidar_memory.py [--gb 2] [--replicate N] [--tile-size 250] [--per-tile]
 
-Writes the AHN3 Delft crop replicated n x n (n=9: 17 M points, ~470 MB; n=25: 130 M points,
-~3.6 GB) into a temporary LAS, then in a fresh child process each: (1) ``summarize`` (one chunked
-pass), (2) the tiled pipeline run sequentially in-process (retile + every tile + mosaic + COGs,
-no Dask). Prints file size, points, wall time and the child's peak RSS: memory must stay bounded
-by the chunk and tile sizes, not by the file size.
+Writes the AHN3 Delft crop replicated n x n into a temporary LAS under /tmp (``--gb 2``: the
+smallest n giving >= 2 GB, n=19: 75 M points; ``--replicate 9``: 17 M points, ~470 MB), then in a
+fresh child process each: (1) ``summarize`` (one chunked pass), (2) the tiled pipeline run
+sequentially in-process (retile + every tile + mosaic + COGs, no Dask; ``--per-tile``: per-tile
+COGs and VRT mosaics, the city-scale mode). Prints file size, points, wall time and the child's
+peak RSS (getrusage ru_maxrss): memory must stay bounded by the chunk and tile sizes, not by the
+file size (issue 3: a 2 GB LAS with < 2 GB RSS). The temporary file is deleted at the end.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import multiprocessing as mp
+import os
 import resource
 import sys
 import tempfile
@@ -60,20 +64,26 @@ def _summarize(path, queue):
     queue.put((s.point_count, time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
 
 
-def _tiled(path, outdir, tile_size, queue):
+def _tiled(path, outdir, tile_size, per_tile, queue):
     from lidar.grid import GridSpec
     from lidar.ground import SMRFParams
-    from lidar.tiling import Source, TiledRun, TileScheme, mosaic, process_tile, retile, write_products
+    from lidar.tiling import Source, TiledRun, TileScheme, mosaic, process_tile, retile, write_products, write_vrts
 
     t = time.perf_counter()
     params = SMRFParams()
     scheme = TileScheme(tile_size, params.buffer)
     work = Path(outdir) / ".tiles"
     files, bounds, srid, info = retile([Source(str(path), CRS)], scheme, work, target_srid=None)
-    results = [process_tile(str(f), key, scheme, params, 1.0, str(work)) for key, f in sorted(files.items())]
+    tile_cogs = {"dir": str(Path(outdir) / "tiles"), "srid": srid} if per_tile else None
+    results = []
+    for key, f in sorted(files.items()):
+        results.append(process_tile(str(f), key, scheme, params, 1.0, str(work), tile_cogs))
+        os.remove(f)  # spill files are read once
     grid = GridSpec.covering(bounds, 1.0)
-    run = TiledRun(grid, srid, mosaic(results, grid), results, info, None)
-    write_products(run, Path(outdir))
+    if per_tile:
+        write_vrts(TiledRun(grid, srid, None, results, info, None), Path(outdir))
+    else:
+        write_products(TiledRun(grid, srid, mosaic(results, grid), results, info, None), Path(outdir))
     points = sum(r.points for r in results)
     queue.put((points, time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
 
@@ -90,19 +100,26 @@ def _child(target, *args):
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--replicate", type=int, default=9)
+    ap.add_argument("--gb", type=float, default=2.0, help="size of the generated LAS (default 2 GB)")
+    ap.add_argument("--replicate", type=int, help="n x n copies instead of --gb")
     ap.add_argument("--tile-size", type=float, default=250.0)
+    ap.add_argument("--per-tile", action="store_true", help="per-tile COGs + VRT mosaics (city mode)")
     args = ap.parse_args(argv)
-    with tempfile.TemporaryDirectory() as tmp:
+    # 28 bytes per point (format 1) and 208 432 points per copy
+    n_copies = args.replicate or math.ceil(math.sqrt(args.gb * 1e9 / (28 * 208_432)))
+    with tempfile.TemporaryDirectory(dir="/tmp") as tmp:
         path = Path(tmp) / "big.las"
-        n = write_replicated(path, args.replicate)
+        n = write_replicated(path, n_copies)
         size_mb = path.stat().st_size / 1e6
-        print(f"{path.name}: {n:,} points, {size_mb:,.0f} MB")
+        print(f"{path.name}: {n_copies}x{n_copies} copies, {n:,} points, {size_mb:,.0f} MB; "
+              f"load average {os.getloadavg()[0]:.2f}")
         pts, secs, rss = _child(_summarize, str(path))
         print(f"summarize (chunked pass): {pts:,} points in {secs:.1f} s, peak RSS {rss / 1024:,.0f} MB")
-        pts, secs, rss = _child(_tiled, str(path), tmp, args.tile_size)
-        print(f"tiled pipeline, {args.tile_size:.0f} m tiles, sequential: {pts:,} points in {secs:.1f} s "
-              f"({pts / secs:,.0f} pts/s wall), peak RSS {rss / 1024:,.0f} MB")
+        pts, secs, rss = _child(_tiled, str(path), tmp, args.tile_size, args.per_tile)
+        mode = "per-tile COGs + VRT" if args.per_tile else "in-memory mosaic"
+        print(f"tiled pipeline ({mode}), {args.tile_size:.0f} m tiles, sequential: {pts:,} points in {secs:.1f} s "
+              f"({pts / secs:,.0f} pts/s wall), peak RSS {rss / 1024:,.0f} MB; load average {os.getloadavg()[0]:.2f}")
+    print(f"temporary file deleted: {not path.exists()}")
 
 
 if __name__ == "__main__":

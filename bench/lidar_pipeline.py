@@ -1,6 +1,6 @@
 """LiDAR pipeline benchmark: bare chunked read vs end to end, and a side by side with WhiteboxTools.
 
-    .venv/bin/python bench/lidar_pipeline.py [--replicate 3] [--skip-whitebox] [--tiled]
+    .venv/bin/python bench/lidar_pipeline.py [--replicate 3] [--skip-whitebox] [--tiled] [--backends]
 
 Input: the AHN3 Delft crop (../shared/data/lidar/ahn3_delft_urban.laz), replicated n x n side by
 side (translated copies, n=3 -> 1.9 M points) into a temporary LAS and LAZ so that timings are
@@ -9,7 +9,8 @@ may be shared) for:
 
 * bare chunked read (lidar.io, 1 M point chunks, coordinates scaled to float64);
 * end to end on one core: read -> SMRF ground -> DTM (TIN) + DSM + nDSM -> COGs; the ratio to the
-  bare read rate of the same run;
+  bare read rate of the same run; with the default Delaunay (startinpy, MIT) and, with
+  --backends, on LAS also with Qhull and Triangle (opt-in extra, when installed);
 * optionally (--tiled) the same through run_tiled on a 2-worker Dask LocalCluster;
 * side by side on the original tile with whitebox-workflows (improved_ground_point_filter +
   lidar_tin_gridding at 1 m): time and accuracy of both against the vendor classes.
@@ -18,6 +19,8 @@ may be shared) for:
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import os
 import sys
 import tempfile
 import time
@@ -30,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from lidar.cog import write_cog  # noqa: E402
-from lidar.dtm import build_surfaces, hillshade  # noqa: E402
+from lidar.dtm import DEFAULT_TIN_BACKEND, HYDRAULIC_DTM_TAGS, build_surfaces, hillshade  # noqa: E402
 from lidar.evaluate import ground_accuracy  # noqa: E402
 from lidar.grid import GridSpec  # noqa: E402
 from lidar.ground import classify_ground  # noqa: E402
@@ -84,7 +87,8 @@ def bare_read(path: Path) -> tuple[int, Timer]:
     return n, t
 
 
-def end_to_end(path: Path, out_dir: Path, resolution: float = 1.0) -> tuple[int, Timer, dict]:
+def end_to_end(path: Path, out_dir: Path, resolution: float = 1.0,
+               backend: str = DEFAULT_TIN_BACKEND) -> tuple[int, Timer, dict]:
     with Timer() as t:
         cloud = open_cloud(path, crs=CRS)
         pc = PointChunk.concatenate(list(cloud.chunks(1_000_000)))
@@ -94,15 +98,34 @@ def end_to_end(path: Path, out_dir: Path, resolution: float = 1.0) -> tuple[int,
         steps["ground"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         grid = GridSpec.covering((pc.x.min(), pc.y.min(), pc.x.max(), pc.y.max()), resolution)
-        s = build_surfaces(pc.x, pc.y, pc.z, cls, pc.return_number, grid)
+        s = build_surfaces(pc.x, pc.y, pc.z, cls, pc.return_number, grid, backend=backend)
         steps["dtm+dsm"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        write_cog(out_dir / "dtm.tif", s.dtm, grid, 28992)
+        write_cog(out_dir / "dtm.tif", s.dtm, grid, 28992, tags=HYDRAULIC_DTM_TAGS)
         write_cog(out_dir / "dsm.tif", s.dsm, grid, 28992)
         write_cog(out_dir / "ndsm.tif", s.ndsm, grid, 28992)
         write_cog(out_dir / "hillshade.tif", hillshade(s.dtm, resolution), grid, 28992, nodata=None)
         steps["cogs"] = time.perf_counter() - t0
     return len(pc), t, steps
+
+
+def tin_only(path: Path, backends: list[str], resolution: float = 1.0) -> None:
+    """Delaunay alone on the DTM's input (lowest vendor-ground point per cell), best of 3."""
+    from lidar.dtm import _cell_points, triangulate
+
+    pc = open_cloud(path, crs=CRS).read_all()
+    grid = GridSpec.covering((pc.x.min(), pc.y.min(), pc.x.max(), pc.y.max()), resolution)
+    g = pc.classification == 2
+    x, y, z = _cell_points(pc.x[g], pc.y[g], pc.z[g], grid, True)
+    x, y = x - grid.x0, y - grid.y1
+    print(f"\nDelaunay of the DTM points ({len(x):,} lowest ground points, one per {resolution:g} m cell), best of 3:")
+    for backend in backends:
+        best = np.inf
+        for _ in range(3):
+            t0 = time.perf_counter()
+            tin = triangulate(x, y, z, backend)
+            best = min(best, time.perf_counter() - t0)
+        print(f"  {backend:10s} {best * 1000:8.1f} ms  {len(x) / best / 1e6:6.2f} M pts/s  {len(tin[2]):,} triangles")
 
 
 def tiled(path: Path, out_dir: Path) -> tuple[int, float]:
@@ -185,6 +208,7 @@ def main(argv=None) -> None:
     ap.add_argument("--replicate", type=int, default=3, help="n x n copies of the crop (default 3)")
     ap.add_argument("--skip-whitebox", action="store_true")
     ap.add_argument("--tiled", action="store_true", help="also run the Dask tiled pipeline (2 workers)")
+    ap.add_argument("--backends", action="store_true", help="end to end on LAS with every Delaunay backend")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -192,16 +216,23 @@ def main(argv=None) -> None:
         # warm-up: numba kernels are compiled (and cached) outside the timed runs
         end_to_end(AHN3, work)
         print(f"input: {AHN3.name} x {args.replicate}x{args.replicate}")
+        backends = [DEFAULT_TIN_BACKEND]
+        if args.backends:
+            backends += ["qhull"] + (["triangle"] if importlib.util.find_spec("triangle") else [])
         for label, path in (("LAS", las_path), ("LAZ", laz_path)):
             n, read_t = bare_read(path)
-            n2, e2e_t, steps = end_to_end(path, work)
-            assert n == n2
-            read_rate, e2e_rate = n / read_t.wall, n / e2e_t.wall
-            print(f"\n{label} {n:,} points ({path.stat().st_size / 1e6:.0f} MB)")
+            read_rate = n / read_t.wall
+            print(f"\n{label} {n:,} points ({path.stat().st_size / 1e6:.0f} MB), load average {os.getloadavg()[0]:.2f}")
             print(f"  bare chunked read : {read_rate:12,.0f} pts/s wall  {n / max(read_t.cpu, 1e-9):12,.0f} pts/s cpu")
-            print(f"  end to end (1 core): {e2e_rate:11,.0f} pts/s wall  {n / max(e2e_t.cpu, 1e-9):12,.0f} pts/s cpu"
-                  f"   ratio to bare read {e2e_rate / read_rate:.3f}")
-            print("  steps (wall s): " + ", ".join(f"{k} {v:.2f}" for k, v in steps.items()))
+            for backend in backends if label == "LAS" else backends[:1]:
+                n2, e2e_t, steps = end_to_end(path, work, backend=backend)
+                assert n == n2
+                e2e_rate = n / e2e_t.wall
+                print(f"  end to end (1 core, TIN {backend}): {e2e_rate:11,.0f} pts/s wall  "
+                      f"{n / max(e2e_t.cpu, 1e-9):12,.0f} pts/s cpu   ratio to bare read {e2e_rate / read_rate:.3f}")
+                print("    steps (wall s): " + ", ".join(f"{k} {v:.2f}" for k, v in steps.items()))
+        if args.backends:
+            tin_only(las_path, backends)
         if args.tiled:
             n, secs = tiled(laz_path, work / "tiled")
             print(f"\ntiled (Dask LocalCluster start-up included, 2 worker processes, 250 m tiles) LAZ: "

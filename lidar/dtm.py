@@ -115,12 +115,24 @@ def _startin(x, y, z):
 
     dt = startinpy.DT()
     dt.duplicates_handling = "Lowest"
-    dt.insert(np.column_stack([x, y, z]))
+    # insertion order matters for an incremental Delaunay (each point is located by walking from
+    # the last one): bands of 8 rows, swept back and forth, cost ~25 % less CPU than row order
+    dt.insert(np.column_stack([x, y, z])[_band_order(x, y)])
     tris = dt.triangles
     if dt.number_of_vertices() < 3 or len(tris) == 0:
         return None
     verts = dt.points[1:]  # vertex 0 is startinpy's infinite vertex
     return np.ascontiguousarray(verts[:, :2]), np.ascontiguousarray(verts[:, 2]), tris.astype(np.int64) - 1
+
+
+def _band_order(x: np.ndarray, y: np.ndarray, band: int = 8) -> np.ndarray:
+    """Boustrophedon order over bands of ``band`` rows of 1-unit cells (rows run north to south)."""
+    col = np.floor(x - x.min()).astype(np.int64)
+    row = np.floor(y.max() - y).astype(np.int64)
+    b, r = row // band, row % band
+    col = np.where(b % 2 == 0, col, col.max() - col)
+    r = np.where(col % 2 == 0, r, band - 1 - r)
+    return np.lexsort((r, col, b))
 
 
 def delaunay(pts: np.ndarray, backend: str = "qhull") -> np.ndarray | None:
@@ -226,8 +238,9 @@ def water_bodies(wx, wy, wz, grid: GridSpec, ground_cells: np.ndarray, void_cell
 
     A water body is a 4-connected group of cells with water returns (and no ground return) and of
     laser voids (water absorbs the pulse: most of a canal returns nothing) that are at least 3
-    cells wide or touch a water return, holding at least one water return. Each cell's level is the lowest water return of the nearest cell that has one:
-    local, so tiles agree wherever a water return lies within the buffer.
+    cells wide or touch a water return, holding at least one water return. Each cell's level is
+    the lowest water return of the nearest cell that has one: local, so tiles agree wherever a
+    water return lies within the buffer.
     """
     rows, cols = grid.cell_index(np.asarray(wx, float), np.asarray(wy, float))
     wmin, _ = cell_min(rows, cols, np.asarray(wz, float), grid.height, grid.width)
