@@ -6,17 +6,22 @@ Canonical layers are the typed tables of ``gisserver.schema``; generic layers ar
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sqlalchemy import MetaData, Table, func, insert, select, text, update
-from sqlalchemy.engine import Connection
+from sqlalchemy import MetaData, Table, event, func, insert, select, text, update
+from sqlalchemy.engine import Connection, Engine
 
 from gisserver import schema
 from gisserver.crs import CITY_SRID
 from gisserver.errors import InvalidInput, NotFound
 from gisserver.security import Principal, can_edit, can_read
+
+log = logging.getLogger(__name__)
 
 LAYER_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 # columns that are storage details, not feature properties
@@ -196,29 +201,116 @@ def property_columns(table: Table) -> list:
     return [c for c in table.columns if c.name not in HIDDEN_COLUMNS]
 
 
-def bump_version(conn: Connection, name: str) -> int:
-    """Record that a layer's data changed: new data version, feature count and extent."""
+@dataclass(frozen=True)
+class LayerChange:
+    """What an edit did to a layer: current features added and removed, and the bounding box
+    ``(minx, miny, maxx, maxy)`` in the layer's CRS of every geometry it touched (old and new);
+    ``bbox=None``: unknown (the whole layer may have changed), ``bbox=()``: no geometry changed.
+
+    :func:`bump_version` updates the catalogue from it without scanning the table, and the tile
+    cache rebuilds only the tiles the box touches.
+    """
+
+    added: int = 0
+    removed: int = 0
+    bbox: tuple[float, float, float, float] | None = None
+
+
+#: engine -> callbacks(info, version, lon/lat bbox, () or None) run when a transaction that bumped
+#: a layer's version commits (the tile cache records its change areas through this)
+_change_listeners: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_PENDING = "gisserver.layer_changes"
+
+
+def on_layer_change(engine: Engine, callback: Callable[[LayerInfo, int, tuple | None], None]) -> None:
+    """Call ``callback(info, version, lonlat_bbox)`` for every version bump committed through
+    ``engine`` (``lonlat_bbox`` None: the whole layer may have changed, (): no geometry changed).
+    Runs when the transaction commits, so a rolled-back edit reports nothing."""
+    listeners = _change_listeners.get(engine)
+    if listeners is None:
+        listeners = _change_listeners[engine] = []
+        event.listen(engine, "commit", _notify_committed)
+        event.listen(engine, "rollback", _forget_pending)
+    if callback not in listeners:
+        listeners.append(callback)
+
+
+def _notify_committed(conn: Connection) -> None:
+    pending = conn.info.pop(_PENDING, None)
+    if not pending:
+        return
+    for callback in _change_listeners.get(conn.engine, ()):
+        for info, version, bbox in pending:
+            try:
+                callback(info, version, bbox)
+            except Exception:  # a change not recorded only costs rebuilds: never fail the edit for it
+                log.exception("recording the change of layer %s v%s failed", info.name, version)
+
+
+def _forget_pending(conn: Connection) -> None:
+    conn.info.pop(_PENDING, None)
+
+
+def current_features_filter(table: Table) -> list:
+    """Versioned tables (with ``end_lifespan``) count and draw their current rows only."""
+    return [table.c.end_lifespan.is_(None)] if "end_lifespan" in table.c else []
+
+
+def bump_version(conn: Connection, name: str, change: LayerChange | None = None) -> int:
+    """Record that a layer's data changed: new data version, feature count and extent.
+
+    Without ``change`` (a bulk load) the current features are counted and their extent computed
+    (a table scan). With a :class:`LayerChange` the count is updated by its difference and the
+    extent grown by its box, from the catalogue row alone: an edit costs the same at 1M parcels as
+    at 1,000. (Edits only ever grow the stored extent; the next full count tightens it.)
+    """
     info = get_layer(conn, name)
-    table = layer_table(conn, info)
-    stats = conn.execute(
-        select(
-            func.count(),
-            func.ST_Transform(func.ST_SetSRID(func.ST_Extent(table.c.geom), info.srid), 4326),
-        )
-    ).one()
-    extent = stats[1]
-    return conn.execute(
+    lyr = schema.layer.c
+    changed = None
+    if change is None:
+        table = layer_table(conn, info)
+        count, extent = conn.execute(
+            select(func.count(), func.ST_Transform(func.ST_SetSRID(func.ST_Extent(table.c.geom), info.srid), 4326))
+            .where(*current_features_filter(table))
+        ).one()
+        extent = _widened(extent) if extent is not None else None
+    else:
+        count = func.greatest(lyr.feature_count + int(change.added) - int(change.removed), 0)
+        extent = lyr.extent
+        if change.bbox:
+            changed = _widened(_lonlat_envelope(change.bbox, info.srid))
+            extent = func.ST_Envelope(func.ST_Collect(func.coalesce(lyr.extent, changed), changed))
+    row = conn.execute(
         update(schema.layer)
-        .where(schema.layer.c.name == name)
-        .values(
-            data_version=schema.layer.c.data_version + 1,
-            feature_count=stats[0],
-            # a single point or an axis-parallel line has a degenerate envelope: widen it a hair
-            extent=func.ST_Envelope(func.ST_Expand(extent, 1e-7)) if extent is not None else None,
-            updated_at=func.now(),
-        )
-        .returning(schema.layer.c.data_version)
-    ).scalar_one()
+        .where(lyr.name == name)
+        .values(data_version=lyr.data_version + 1, feature_count=count, extent=extent, updated_at=func.now())
+        .returning(lyr.data_version, *_box_columns(changed))
+    ).one()
+    version = row[0]
+    if change is None or change.bbox is None:
+        lonlat = None
+    else:
+        lonlat = tuple(float(v) for v in row[1:5])  # () when no geometry changed
+    if _change_listeners.get(conn.engine):
+        conn.info.setdefault(_PENDING, []).append((info, version, lonlat))
+    return version
+
+
+def _lonlat_envelope(bbox, srid: int):
+    """The lon/lat envelope of a box given in ``srid`` (transformed with the official parameters)."""
+    minx, miny, maxx, maxy = (float(v) for v in bbox)
+    return func.ST_Envelope(func.ST_Transform(func.ST_MakeEnvelope(minx, miny, maxx, maxy, srid), 4326))
+
+
+def _widened(envelope):
+    # a single point or an axis-parallel line has a degenerate envelope: widen it a hair (1e-7 degree)
+    return func.ST_Envelope(func.ST_Expand(envelope, 1e-7))
+
+
+def _box_columns(geom) -> list:
+    if geom is None:
+        return []
+    return [func.ST_XMin(geom), func.ST_YMin(geom), func.ST_XMax(geom), func.ST_YMax(geom)]
 
 
 def extent_wgs84(conn: Connection, name: str) -> tuple[float, float, float, float] | None:

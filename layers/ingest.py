@@ -62,12 +62,21 @@ class LoadReport:
     issues_truncated: bool = False
     data_version: int | None = None
     feature_count: int | None = None
+    #: bounding box of the loaded features in the city CRS (None when none was loaded)
+    bbox: list[float] | None = None
     created: bool = False
     warnings: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def extend_bbox(self, bounds) -> None:
+        if not np.all(np.isfinite(bounds)):
+            return  # no geometry in the batch
+        b = [float(v) for v in bounds]
+        self.bbox = b if self.bbox is None else [min(self.bbox[0], b[0]), min(self.bbox[1], b[1]),
+                                                 max(self.bbox[2], b[2]), max(self.bbox[3], b[3])]
 
     def note(self, fid: int, action: str, reason: str) -> None:
         if action == "repaired":
@@ -158,7 +167,7 @@ def load_layer(engine: Engine, path: Path | str, layer: str, *, actor: str, file
             targets.register_generic(conn, target, title=title, access_level=access_level)
         report.seconds["index"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        report.data_version = catalogue.bump_version(conn, layer)
+        report.data_version = catalogue.bump_version(conn, layer, _change(target, mode, report))
         info = catalogue.get_layer(conn, layer)
         catalogue.analyze(conn, info)
         report.feature_count = info.feature_count
@@ -173,6 +182,14 @@ def load_layer(engine: Engine, path: Path | str, layer: str, *, actor: str, file
         )
     report.seconds["total"] = time.perf_counter() - started
     return report
+
+
+def _change(target: targets.Target, mode: str, report: LoadReport) -> catalogue.LayerChange | None:
+    """An append to an existing layer changes the catalogue (count, extent) and the tiles only where
+    it added features; a replace or a new layer is counted afresh and invalidates every tile."""
+    if mode != "append" or target.existing is None:
+        return None
+    return catalogue.LayerChange(added=report.loaded, bbox=tuple(report.bbox) if report.bbox else ())
 
 
 def _layer_state(conn: Connection, name: str) -> dict:
@@ -307,6 +324,7 @@ def prepare_batch(batch: FeatureBatch, plan: MappingPlan, target_type: str, src_
     columns = [c.filter(mask) for c in columns]
     columns.append(ewkb_hex(checked.geoms[keep], target_type, CITY_SRID))
     report.loaded += int(keep.sum())
+    report.extend_bbox(shapely.total_bounds(checked.geoms[keep]))
     return _lines(columns)
 
 

@@ -475,18 +475,23 @@ def _finish(conn: Connection, actor: str, operation: str, change_id: int, at: da
         audit.record(conn, actor=actor, action=f"parcel.{operation}", target_type="parcel", target_id=c["id"],
                      before={"predecessors": [p["id"] for p in parents]}, after=parcel_dict(c, with_geometry=False),
                      detail={"change_id": change_id, **(detail or {})})
-    _bump_layer(conn)
+    _bump_layer(conn, parents, children)
     return {
         "change_id": change_id, "operation": operation, "at": at.isoformat(),
         "retired": [p["id"] for p in parents], "created": [parcel_dict(c) for c in children],
     }
 
 
-def _bump_layer(conn: Connection) -> None:
-    from layers.catalogue import bump_version
+def _bump_layer(conn: Connection, retired: list[dict], created: list[dict]) -> None:
+    """New version of the parcels layer; the change (counts, the box of the old and new shapes)
+    updates the catalogue without a table scan and invalidates only the tiles it touches."""
+    from layers.catalogue import LayerChange, bump_version
 
+    bounds = [p["geom"].bounds for p in (*retired, *created) if p["geom"] is not None and not p["geom"].is_empty]
+    bbox = (min(b[0] for b in bounds), min(b[1] for b in bounds), max(b[2] for b in bounds),
+            max(b[3] for b in bounds)) if bounds else None
     try:
-        bump_version(conn, LAYER_NAME)
+        bump_version(conn, LAYER_NAME, LayerChange(added=len(created), removed=len(retired), bbox=bbox))
     except NotFound:  # the catalogue is not set up (bare database): nothing to invalidate
         pass
 

@@ -32,6 +32,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
     from layers.catalogue import LayerInfo
 
 _MAGIC = b"GTC1"
@@ -64,7 +66,7 @@ class TileCache:
     def __init__(self, root: Path | str):
         self.root = Path(root)
         self._root = str(self.root)
-        self._changes: dict[str, tuple[float, dict[int, list]]] = {}
+        self._changes: dict[str, tuple[tuple[int, int], dict[int, list]]] = {}
         self._lock = threading.Lock()
 
     # --- files ----------------------------------------------------------------------------
@@ -128,11 +130,13 @@ class TileCache:
         """Record that ``layer`` (its change key, ``name.id``) reached ``version`` by a change
         inside ``lonlat_bbox``.
 
-        ``None`` means "anywhere" (a full reload): every tile is rebuilt.
+        ``None`` means "anywhere" (a full reload): every tile is rebuilt; an empty box means that
+        no geometry changed (e.g. an append of no features): no tile is rebuilt.
         """
         path = self._log_path(layer)
         path.parent.mkdir(parents=True, exist_ok=True)
-        line = json.dumps({"version": int(version), "bbox": list(lonlat_bbox) if lonlat_bbox else None})
+        box = None if lonlat_bbox is None else [float(v) for v in lonlat_bbox]
+        line = json.dumps({"version": int(version), "bbox": box})
         # one O_APPEND write per line: safe with several writers
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         try:
@@ -143,12 +147,13 @@ class TileCache:
     def _change_log(self, layer: str) -> dict[int, list]:
         path = self._log_path(layer)
         try:
-            mtime = path.stat().st_mtime_ns
+            st = path.stat()
         except FileNotFoundError:
             return {}
+        stamp = (st.st_mtime_ns, st.st_size)  # the size too: two appends may share a timestamp
         with self._lock:
             hit = self._changes.get(layer)
-        if hit and hit[0] == mtime:
+        if hit and hit[0] == stamp:
             return hit[1]
         log: dict[int, list] = {}
         for line in path.read_text().splitlines():
@@ -158,7 +163,7 @@ class TileCache:
             except (ValueError, KeyError, TypeError):
                 continue  # a torn line from a crash: treated as an unknown change
         with self._lock:
-            self._changes[layer] = (mtime, log)
+            self._changes[layer] = (stamp, log)
         return log
 
     def _unaffected(self, layers: tuple[str, ...], old: int, new: int, bounds) -> bool:
@@ -173,7 +178,7 @@ class TileCache:
             if not boxes:
                 return False
             for box in boxes:
-                if box is None or _intersects(box, area):
+                if box is None or (box and _intersects(box, area)):
                     return False
         return True
 
@@ -189,3 +194,20 @@ def record_layer_change(var_dir: Path | str, layer: LayerInfo, version: int,
     box of the edit so that only the tiles it touches are rebuilt. ``layer`` is the layer's
     ``LayerInfo`` (the change log is per catalogue entry); ``var_dir`` is ``settings.var_dir``."""
     TileCache(Path(var_dir) / "tiles").record_change(f"{layer.name}.{layer.id}", version, lonlat_bbox)
+
+
+def record_changes_of(engine: Engine, var_dir: Path | str) -> None:
+    """Make every layer edit committed through ``engine`` record its change area (as reported to
+    ``layers.catalogue.bump_version``) in the tile cache under ``var_dir``; called once per engine
+    by the processes that edit layers (the web app, the CLI)."""
+    from layers.catalogue import on_layer_change
+
+    on_layer_change(engine, _ChangeRecorder(Path(var_dir)))
+
+
+@dataclass(frozen=True)
+class _ChangeRecorder:
+    var_dir: Path
+
+    def __call__(self, layer: LayerInfo, version: int, lonlat_bbox) -> None:
+        record_layer_change(self.var_dir, layer, version, lonlat_bbox)
