@@ -14,6 +14,7 @@ from functools import lru_cache
 from sqlalchemy import Float, Integer, Table, bindparam, func, select
 from sqlalchemy.engine import Connection, Engine
 
+from gisserver.errors import NotFound
 from gisserver.security import Principal
 from layers.catalogue import (
     LayerInfo,
@@ -25,6 +26,7 @@ from layers.catalogue import (
 )
 from tiles import tms
 from tiles.cache import CachedTile, TileCache, content_digest
+from tiles.connections import CompiledQuery, ReadConnections
 from tiles.snapshot import CatalogueSnapshot
 
 EXTENT = 4096
@@ -160,12 +162,35 @@ def build_tile(conn: Connection, info: LayerInfo, z: int, x: int, y: int,
     return bytes(data) if data is not None else b""
 
 
+@lru_cache(maxsize=256)
+def compiled_mvt_query(table: Table, layer_name: str, geometry_type: str, simplify: bool,
+                       engine: Engine) -> CompiledQuery:
+    """:func:`mvt_statement` compiled once to SQL text for :class:`ReadConnections`."""
+    return CompiledQuery.of(mvt_statement(table, layer_name, geometry_type, simplify), engine)
+
+
+def build_tile_direct(db: ReadConnections, engine: Engine, info: LayerInfo, z: int, x: int, y: int) -> bytes:
+    """:func:`build_tile` (no area limit) on an autocommit connection: one round trip."""
+    if z < MIN_ZOOM.get(info.name, 0):
+        return b""
+    if info.kind == "canonical":
+        table = layer_table(None, info)
+    else:
+        with engine.connect() as conn:
+            table = layer_table(conn, info)
+    simplify, params = mvt_parameters(info, z, x, y)
+    data = db.scalar(compiled_mvt_query(table, info.name, info.geometry_type, simplify, engine), params)
+    return bytes(data) if data is not None else b""
+
+
 def layer_tile(engine: Engine, cache: TileCache | None, name: str, principal: Principal | None,
-               z: int, x: int, y: int, snapshot: CatalogueSnapshot | None = None) -> tuple[LayerInfo, CachedTile]:
+               z: int, x: int, y: int, snapshot: CatalogueSnapshot | None = None,
+               db: ReadConnections | None = None) -> tuple[LayerInfo, CachedTile]:
     """One vector tile of a layer the principal may read (unreadable = NotFound), via the cache.
 
-    With a ``snapshot`` a cache hit needs no database round trip. Callers who read a restricted
-    layer only through an area-limited grant get tiles filtered to their area, never cached.
+    With a ``snapshot`` a cache hit needs no database round trip; with ``db`` a miss needs one.
+    Callers who read a restricted layer only through an area-limited grant get tiles filtered to
+    their area, never cached.
     """
     tms.check_tile(z, x, y, maxzoom=MAXZOOM)
     if snapshot is not None:
@@ -176,6 +201,8 @@ def layer_tile(engine: Engine, cache: TileCache | None, name: str, principal: Pr
     limited = principal is not None and info.area_limited_for(principal)
 
     def build() -> bytes:
+        if db is not None and not limited:
+            return build_tile_direct(db, engine, info, z, x, y)
         with engine.connect() as conn:
             return build_tile(conn, info, z, x, y, principal if limited else None)
 
@@ -186,6 +213,25 @@ def layer_tile(engine: Engine, cache: TileCache | None, name: str, principal: Pr
         cache_namespace("mvt", info), (change_key(info),), info.data_version, z, x, y, "mvt",
         lambda: tms.lonlat_tile_bounds(z, x, y), build,
     )
+    return info, tile
+
+
+def current_cached_tile(cache: TileCache, snapshot: CatalogueSnapshot, name: str, principal: Principal,
+                        z: int, x: int, y: int) -> tuple[LayerInfo, CachedTile] | None:
+    """The cached tile if it is current for the layer's version (from the snapshot: no database),
+    else None: a miss, an outdated tile, an area-limited caller, an unknown or unreadable layer or
+    a bad address are all left to :func:`layer_tile`, which answers them."""
+    if not (0 <= z <= MAXZOOM and 0 <= x < 2**z and 0 <= y < 2**z):
+        return None
+    try:
+        info = snapshot.layer(name, principal)
+    except NotFound:
+        return None
+    if info.area_limited_for(principal):
+        return None
+    tile = cache.read(cache_namespace("mvt", info), z, x, y, "mvt")
+    if tile is None or tile.version != info.data_version:
+        return None
     return info, tile
 
 

@@ -16,6 +16,16 @@ from tiles.cache import CachedTile, TileCache
 
 bp = Blueprint("maps", __name__)
 
+
+@bp.record_once
+def _record_layer_changes(state) -> None:
+    """Edits committed by this app record their change areas, so only the tiles they touch are rebuilt."""
+    from tiles.cache import record_changes_of
+
+    gis = state.app.extensions["gisserver"]
+    record_changes_of(gis.engine, gis.settings.var_dir)
+
+
 #: seconds clients and proxies may reuse a tile before revalidating it with its ETag
 TILE_MAX_AGE = 60
 
@@ -24,22 +34,33 @@ TILE_MAX_AGE = 60
 CATALOGUE_TTL = 1.0
 
 
-def catalogue_snapshot():
+def catalogue_snapshot(app=None):
     from tiles.snapshot import CatalogueSnapshot
 
-    ext = current_app.extensions
+    ext = (app or current_app).extensions
     snap = ext.get("gisserver.tiles_catalogue")
     if snap is None:
-        snap = ext["gisserver.tiles_catalogue"] = CatalogueSnapshot(services().engine, CATALOGUE_TTL)
+        snap = ext["gisserver.tiles_catalogue"] = CatalogueSnapshot(ext["gisserver"].engine, CATALOGUE_TTL)
     return snap
 
 
-def tile_cache() -> TileCache:
-    ext = current_app.extensions
+def tile_cache(app=None) -> TileCache:
+    ext = (app or current_app).extensions
     cache = ext.get("gisserver.tiles_cache")
     if cache is None:
-        cache = ext["gisserver.tiles_cache"] = TileCache(services().settings.var_dir / "tiles")
+        cache = ext["gisserver.tiles_cache"] = TileCache(ext["gisserver"].settings.var_dir / "tiles")
     return cache
+
+
+def read_connections():
+    """Autocommit connections for tile queries (see tiles.connections), one set per app."""
+    from tiles.connections import ReadConnections
+
+    ext = current_app.extensions
+    db = ext.get("gisserver.tiles_db")
+    if db is None:
+        db = ext["gisserver.tiles_db"] = ReadConnections(services().engine)
+    return db
 
 
 def _base_url() -> str:
@@ -50,21 +71,77 @@ def _zxy(z: str, x: str, y: str) -> tuple[int, int, int]:
     return (parse_int("z", z, minimum=0), parse_int("x", x, minimum=0), parse_int("y", y, minimum=0))
 
 
-def tile_response(tile: CachedTile, mimetype: str, public: bool) -> Response:
-    """The tile with its ETag and caching headers, or 304 when the client has this version."""
-    etag = f'"{tile.etag}"'
+def tile_headers(tile: CachedTile, mimetype: str, public: bool) -> dict[str, str]:
+    """ETag and caching headers of a tile (the same from the Flask view and the hit path)."""
     headers = {
-        "ETag": etag,
+        "Content-Type": mimetype,
+        "ETag": f'"{tile.etag}"',
         "Cache-Control": f"{'public' if public else 'private'}, max-age={TILE_MAX_AGE}",
         "X-Tile-Cache": "hit" if tile.hit else "miss",
     }
     if public:  # public map data may be used by web maps of other sites
         headers["Access-Control-Allow-Origin"] = "*"
+        headers["Vary"] = "Cookie"  # what Flask's session handling adds to every answer
     else:
         headers["Vary"] = "Authorization, Cookie"
+    return headers
+
+
+def tile_response(tile: CachedTile, mimetype: str, public: bool) -> Response:
+    """The tile with its ETag and caching headers, or 304 when the client has this version."""
+    headers = tile_headers(tile, mimetype, public)
     if tile.etag in request.if_none_match:
+        del headers["Content-Type"]
         return Response(status=304, headers=headers)
-    return Response(tile.data, mimetype=mimetype, headers=headers)
+    return Response(tile.data, headers=headers)
+
+
+def fast_prefixes(app) -> dict:
+    """Vector tile cache hits answered by :class:`gisserver.fastpath.FastPath` before Flask."""
+    return {"/tiles/": lambda environ, caller: tile_hit(app, environ, caller)}
+
+
+def tile_hit(app, environ: dict, caller) -> tuple[str, list[tuple[str, str]], bytes] | None:
+    """A vector tile that is cached and current in this worker's catalogue snapshot, with the
+    headers of :func:`tile_headers` (200, or 304 for a matching ``If-None-Match``); None for
+    anything else (a miss, an outdated tile, a bad address, an unknown or unreadable layer, an
+    area-limited caller), which the Flask view then answers as always.
+
+    A hit is one file read; Flask's request machinery (context, routing, session, response
+    object) cost several times more CPU than that (``bench/tiles_cache.py``).
+    """
+    from tiles import mvt
+
+    parts = environ.get("PATH_INFO", "")[len("/tiles/"):].split("/")
+    if len(parts) != 4:
+        return None
+    layer, z, x, name = parts
+    y, _, ext = name.partition(".")
+    if ext not in ("mvt", "pbf") or not all(v.isascii() and v.isdigit() for v in (z, x, y)):
+        return None
+    found = mvt.current_cached_tile(tile_cache(app), catalogue_snapshot(app), layer, caller, int(z), int(x), int(y))
+    if found is None:
+        return None
+    info, tile = found
+    headers = tile_headers(tile, mvt.MEDIA_TYPE, info.access_level == "public")
+    if _etag_matches(environ.get("HTTP_IF_NONE_MATCH"), tile.etag):
+        del headers["Content-Type"]
+        return "304 NOT MODIFIED", list(headers.items()), b""
+    headers["Content-Length"] = str(len(tile.data))
+    return "200 OK", list(headers.items()), tile.data
+
+
+def _etag_matches(header: str | None, etag: str) -> bool:
+    """``If-None-Match`` holds this (strong or weak) ETag or ``*``."""
+    if not header:
+        return False
+    for candidate in header.split(","):
+        value = candidate.strip()
+        if value.startswith("W/"):
+            value = value[2:]
+        if value == "*" or value.strip('"') == etag:
+            return True
+    return False
 
 
 # --- vector tiles ----------------------------------------------------------------------------
@@ -76,7 +153,7 @@ def vector_tile(layer: str, z: str, x: str, y: str):
 
     z_, x_, y_ = _zxy(z, x, y)
     info, tile = mvt.layer_tile(services().engine, tile_cache(), layer, principal(), z_, x_, y_,
-                                catalogue_snapshot())
+                                catalogue_snapshot(), read_connections())
     return tile_response(tile, mvt.MEDIA_TYPE, info.access_level == "public")
 
 
