@@ -252,3 +252,28 @@ def test_lidar_routes_are_in_the_openapi_document(lidar_client):
         assert path in doc["paths"], path
     assert set(doc["paths"]["/api/lidar/export/cityjson"]) == {"get", "post"}
     assert json.dumps(doc)  # serialisable as served
+
+
+def test_upload_over_real_http_is_streamed_and_kept_for_the_job(app, live_server, catalogue, make_user, q8_laz):
+    import requests
+
+    _, officer = make_user("officer")
+    settings = app.extensions["gisserver"].settings
+    with open(q8_laz, "rb") as fh:
+        resp = requests.post(f"{live_server}/api/lidar/files", headers=auth(officer), timeout=60,
+                             files={"file": ("Quận 8.laz", fh, "application/octet-stream")},
+                             data={"crs": "EPSG:9210", "vertical_datum": "Hon Dau"})
+    assert resp.status_code == 202, resp.text
+    assert resp.json()["params"]["crs"] == "EPSG:9210" and resp.json()["params"]["name"] == "Quận 8.laz"
+    assert list(settings.upload_dir.iterdir()) == []  # the streamed part went to a temporary folder, now gone
+    [kept] = list((settings.var_dir / "lidar" / "files").iterdir())
+    assert kept.read_bytes() == q8_laz.read_bytes()
+    status = requests.get(f"{live_server}/api/lidar/jobs/{resp.json()['id']}", headers=auth(officer), timeout=30)
+    assert status.json()["status"] == "queued"
+
+
+def test_worker_command_runs_the_queue(database_url, catalogue, tmp_path, capsys):
+    from lidar.worker import main
+
+    assert main(["--database-url", database_url, "--once", "--output", str(tmp_path)]) == 0
+    assert "0 job(s) done" in capsys.readouterr().out
