@@ -163,8 +163,21 @@ def store_run_buildings(conn: Connection, detected: list[Building], x, y, z, cla
         func.ST_Within(building.c.geom, func.ST_GeomFromText(area.wkt, CITY_SRID)),
     )).rowcount
     ids = store_buildings(conn, kept, srid=CITY_SRID, lidar_date=lidar_date)
+    _buildings_changed(conn, [grid.bounds, area.bounds, *(f.bounds for f in footprints)], len(ids), int(replaced))
     return {"cadastral_updated": cadastral, "detected": len(detected), "stored": ids,
             "dropped_as_cadastral": len(detected) - len(kept), "replaced": int(replaced)}
+
+
+def _buildings_changed(conn: Connection, boxes: list, added: int, removed: int) -> None:
+    """New data version of the buildings layer with the area the survey changed, so cached map
+    tiles there (the 3D view's heights) are rebuilt when the transaction commits."""
+    from gisserver.schema import layer
+    from layers.catalogue import LayerChange, bump_version
+
+    if conn.execute(select(layer.c.id).where(layer.c.name == "buildings")).first() is None:
+        return  # no catalogue entry (a bare test database): nothing serves these tiles
+    bbox = (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes))
+    bump_version(conn, "buildings", LayerChange(added=added, removed=removed, bbox=bbox))
 
 
 # --- listings (footprints as GeoJSON in CRS84) ------------------------------------------------------
