@@ -161,16 +161,40 @@ class RoofModel:
 def point_normals(xyz: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Unit normals (pointing up), surface variation lambda0 / sum(lambda) and the k-NN indices."""
     k = min(k, len(xyz))
-    tree = cKDTree(xyz)
-    _, nbr = tree.query(xyz, k=k)
-    nbr = nbr.reshape(len(xyz), k)
-    local = xyz[nbr] - xyz[nbr].mean(axis=1, keepdims=True)
-    cov = np.einsum("nki,nkj->nij", local, local) / k
-    values, vectors = np.linalg.eigh(cov)
-    normals = vectors[:, :, 0]
-    normals *= np.where(normals[:, 2:3] < 0, -1.0, 1.0)
-    variation = values[:, 0] / np.maximum(values.sum(axis=1), 1e-12)
+    _, nbr = cKDTree(xyz).query(xyz, k=k)
+    nbr = np.ascontiguousarray(nbr.reshape(len(xyz), k), dtype=np.int64)
+    normals, variation = _pca_normals(np.ascontiguousarray(xyz, dtype=np.float64), nbr)
     return normals, variation, nbr
+
+
+@numba.njit(cache=True)
+def _pca_normals(xyz, nbr):
+    n, k = nbr.shape
+    normals = np.empty((n, 3))
+    variation = np.empty(n)
+    cov = np.empty((3, 3))
+    for i in range(n):
+        mean = np.zeros(3)
+        for j in range(k):
+            for a in range(3):
+                mean[a] += xyz[nbr[i, j], a]
+        mean /= k
+        cov[:] = 0.0
+        for j in range(k):
+            q = nbr[i, j]
+            for a in range(3):
+                for b in range(a, 3):
+                    cov[a, b] += (xyz[q, a] - mean[a]) * (xyz[q, b] - mean[b])
+        for a in range(3):
+            for b in range(a):
+                cov[a, b] = cov[b, a]
+        values, vectors = np.linalg.eigh(cov)
+        sign = -1.0 if vectors[2, 0] < 0 else 1.0
+        for a in range(3):
+            normals[i, a] = sign * vectors[a, 0]
+        total = values[0] + values[1] + values[2]
+        variation[i] = values[0] / total if total > 1e-12 else 0.0
+    return normals, variation
 
 
 @numba.njit(cache=True)
