@@ -147,8 +147,22 @@ def store_run_buildings(conn: Connection, detected: list[Building], x, y, z, cla
     building that overlaps a cadastral one by more than ``min_overlap`` of its area is dropped;
     buildings an earlier survey detected inside ``area`` are replaced by this survey's.
     """
-    cadastral = update_cadastral_heights(conn, x, y, z, classification, dtm, grid, lidar_date=lidar_date)
     envelope = func.ST_MakeEnvelope(*grid.bounds, CITY_SRID)
+    in_grid = (building.c.source == "cadastre", func.ST_Intersects(building.c.geom, envelope))
+    before = {r.id: r for r in conn.execute(select(building.c.id, building.c.height, building.c.floors,
+                                                   building.c.lidar_date).where(*in_grid))}
+    cadastral = update_cadastral_heights(conn, x, y, z, classification, dtm, grid, lidar_date=lidar_date)
+    # a footprint reaching past the surveyed cells has no ground there: it keeps what it had
+    nan = func.cast("NaN", building.c.ground_z.type)
+    unmeasured = conn.execute(select(building.c.id).where(
+        *in_grid, (building.c.ground_z == nan) | (building.c.roof_p70 == nan))).scalars().all()
+    for bid in unmeasured:
+        old = before[bid]
+        conn.execute(update(building).where(building.c.id == bid).values(
+            ground_z=None, roof_p50=None, roof_p70=None, roof_p90=None, height=old.height, floors=old.floors,
+            lidar_date=old.lidar_date))
+    cadastral -= len(unmeasured)
+    detected = [b for b in detected if np.isfinite([b.ground_p10, b.roof_p50, b.roof_p70, b.roof_p90]).all()]
     footprints = [to_shape(g) for g in conn.execute(
         select(building.c.geom).where(building.c.source == "cadastre", func.ST_Intersects(building.c.geom, envelope))
     ).scalars()]

@@ -277,3 +277,36 @@ def test_worker_command_runs_the_queue(database_url, catalogue, tmp_path, capsys
 
     assert main(["--database-url", database_url, "--once", "--output", str(tmp_path)]) == 0
     assert "0 job(s) done" in capsys.readouterr().out
+
+
+def test_cadastral_footprint_outside_the_surveyed_cells_keeps_its_heights(catalogue):
+    """A cadastral building where the run's DTM has no value is left as it was (never NaN heights)."""
+    from geoalchemy2.shape import from_shape
+    from shapely.geometry import MultiPolygon, box
+    from sqlalchemy import insert
+
+    from gisserver.crs import CITY_SRID
+    from lidar.grid import GridSpec
+    from lidar.store import store_run_buildings
+
+    x0, y0 = 603_400.0, 1_191_400.0
+    inside, outside = box(x0 + 2, y0 + 2, x0 + 12, y0 + 12), box(x0 + 22, y0 + 2, x0 + 32, y0 + 12)
+    with catalogue.begin() as conn:
+        ids = [conn.execute(insert(schema.building).values(
+            source="cadastre", height=10.0, floors=3, geom=from_shape(MultiPolygon([g]), srid=CITY_SRID)
+        ).returning(schema.building.c.id)).scalar_one() for g in (inside, outside)]
+    grid = GridSpec(x0, y0 + 20, 0.5, 80, 40)
+    dtm = np.full(grid.shape, 1.0)
+    dtm[:, 40:] = np.nan  # the second footprint lies on cells no tile produced
+    rng = np.random.default_rng(3)
+    x = np.concatenate([rng.uniform(x0 + 3, x0 + 11, 400), rng.uniform(x0 + 23, x0 + 31, 400)])
+    y = rng.uniform(y0 + 3, y0 + 11, 800)
+    z = np.full(800, 12.0)
+    with catalogue.begin() as conn:
+        done = store_run_buildings(conn, [], x, y, z, np.ones(800, np.uint8), dtm, grid,
+                                   area=box(x0, y0, x0 + 40, y0 + 20))
+        rows = {r.id: r for r in conn.execute(select(schema.building).where(schema.building.c.id.in_(ids)))}
+    assert done["cadastral_updated"] == 1 and done["stored"] == []
+    measured, kept = rows[ids[0]], rows[ids[1]]
+    assert (measured.ground_z, measured.roof_p70, measured.height) == (1.0, 12.0, 11.0)
+    assert (kept.ground_z, kept.roof_p70, kept.height, kept.floors) == (None, None, 10.0, 3)
