@@ -310,3 +310,19 @@ def test_cadastral_footprint_outside_the_surveyed_cells_keeps_its_heights(catalo
     measured, kept = rows[ids[0]], rows[ids[1]]
     assert (measured.ground_z, measured.roof_p70, measured.height) == (1.0, 12.0, 11.0)
     assert (kept.ground_z, kept.roof_p70, kept.height, kept.floors) == (None, None, 10.0, 3)
+
+
+def test_lidar_limit_applies_instead_of_the_general_upload_limit(database_url, catalogue, make_user, relocated_las,
+                                                                  tmp_path):
+    """Point clouds are larger than vector files: a LAS above GISSERVER_MAX_UPLOAD_MB but below the LiDAR limit."""
+    from gisserver import create_app
+
+    size = relocated_las.stat().st_size
+    assert 2 << 20 < size < 7 << 20
+    app = create_app(Settings.from_env(database_url=database_url, var_dir=tmp_path, secret_key="test-secret",
+                                       max_upload_mb=1, token_cache_seconds=0, lidar_max_upload_mb=8))
+    _, planner = make_user("planner")
+    client = app.test_client()
+    assert _upload(client, relocated_las, "q8.las", planner).status_code == 202
+    assert _upload(client, relocated_las.read_bytes() * 2, "q8.las", planner).status_code == 413
+    app.extensions["gisserver"].engine.dispose()
