@@ -202,27 +202,85 @@ export function layerLabel(name, info) {
 /** Raster catalogue endpoints the server may offer (the first one it has is used). */
 const RASTER_LISTS = ["/api/rasters", "/rasters", "/raster"];
 const RASTER_TILE = "/raster/{name}/{z}/{x}/{y}.{ext}";
+const RASTER_LEGEND = "/legend/raster/{name}.json";
+/** Kinds shown in the panel's raster section (flood results have their own item and panel). */
+const FLOOD_KINDS = new Set(["flood_depth", "flood_level"]);
 
 /**
- * Raster products for the panel: the DTM as a hillshade and the latest flood depth, when the
- * server lists its rasters and serves raster tiles. Returns {hillshade, flood}: raster names or null.
+ * Raster products the caller may read (GET /api/rasters lists only those), when the server lists
+ * its rasters and serves raster tiles: `products` is one entry per map layer (the DTM also as a
+ * hillshade when no hillshade raster is listed), newest first; `flood` the newest flood depth.
  */
 export async function rasterProducts(caps) {
   const list = caps.first(RASTER_LISTS);
-  const out = { hillshade: null, flood: null };
+  const out = { products: [], flood: null, available: false };
   if (!list || !caps.has(RASTER_TILE)) return out;
-  const data = await getJSON(list).catch(() => null);
+  out.available = true;
+  const data = await getJSON(list);
   const rasters = Array.isArray(data) ? data : data?.rasters || data?.items || [];
-  out.hillshade = rasters.find((r) => r.kind === "dtm" || r.kind === "hillshade")?.name || null;
-  out.flood = [...rasters].reverse().find((r) => r.kind === "flood_depth")?.name || null;
+  out.flood = rasters.find((r) => r.kind === "flood_depth")?.name || null;
+  const hasHillshade = rasters.some((r) => r.kind === "hillshade");
+  for (const r of rasters) {
+    if (FLOOD_KINDS.has(r.kind)) continue;
+    out.products.push(rasterProduct(r, "default"));
+    if (r.kind === "dtm" && !hasHillshade) out.products.push(rasterProduct(r, "hillshade"));
+  }
+  out.products.forEach((p, i) => (p.order = i));
   return out;
 }
 
-/** Add a raster tile layer (hidden or visible) below the vector layers. */
-export function addRasterLayer(map, id, name, style, visible, before) {
-  const query = style ? `?style=${encodeURIComponent(style)}` : "";
-  map.addSource(id, { type: "raster", tileSize: 256, tiles: [`${window.location.origin}/raster/${encodeURIComponent(name)}/{z}/{x}/{y}.png${query}`] });
+function rasterProduct(r, style) {
+  const shade = style === "hillshade" || r.kind === "hillshade";
+  return {
+    id: `raster-${r.name}${style === "default" ? "" : `-${style}`}`,
+    name: r.name, kind: r.kind, style, bounds: r.bounds, resolution: r.resolution,
+    labelKey: shade ? "raster.hillshade" : `raster.kind.${r.kind}`,
+    opacity: shade ? 0.55 : 0.75,
+  };
+}
+
+/** The colour ramp of a raster product (GET /legend/raster/{name}.json): {min, max, unit, stops}. */
+export async function rasterLegend(caps, product) {
+  if (!caps.has(RASTER_LEGEND)) return null;
+  return getJSON(`/legend/raster/${encodeURIComponent(product.name)}.json?style=${encodeURIComponent(product.style)}`);
+}
+
+/** Add a raster tile layer (hidden or visible) below `before`; returns its MapLibre layer ids. */
+export function addRasterLayer(map, id, name, style, visible, before, { bounds = null, opacity = null } = {}) {
+  const query = style && style !== "default" ? `?style=${encodeURIComponent(style)}` : "";
+  const source = { type: "raster", tileSize: 256, maxzoom: 20,
+    tiles: [`${window.location.origin}/raster/${encodeURIComponent(name)}/{z}/{x}/{y}.png${query}`] };
+  if (bounds && bounds.length === 4 && bounds.every(Number.isFinite)) source.bounds = bounds;
+  map.addSource(id, source);
   map.addLayer({ id, type: "raster", source: id, layout: { visibility: visible ? "visible" : "none" },
-    paint: { "raster-opacity": id === "hillshade" ? 0.55 : 0.75 } }, before);
+    paint: { "raster-opacity": opacity ?? (id === "hillshade" ? 0.55 : 0.75) } }, before);
   return [id];
+}
+
+/** A CSS gradient of a raster legend's colour stops (min on the left). */
+export function rampGradient(legend) {
+  const stops = legend.stops || [];
+  const at = (i) => Math.round((i / Math.max(1, stops.length - 1)) * 100);
+  return `linear-gradient(90deg, ${stops.map((s, i) => `${s.color} ${at(i)}%`).join(", ")})`;
+}
+
+/** A horizontal colour bar with its range, from a raster legend's stops. */
+export function rasterLegendBar(legend) {
+  const bar = document.createElement("div");
+  bar.className = "raster-legend";
+  const ramp = document.createElement("span");
+  ramp.className = "ramp";
+  ramp.style.background = rampGradient(legend);
+  bar.append(ramp);
+  if (legend.unit) { // a shade has no unit: its grey ramp has no range worth reading
+    const range = document.createElement("small");
+    range.className = "range";
+    range.textContent = `${fmtNumber(legend.min)} … ${fmtNumber(legend.max)} ${legend.unit}`;
+    bar.append(range);
+  }
+  return bar;
+}
+
+function fmtNumber(v) {
+  return Number.isFinite(v) ? String(Math.round(v * 100) / 100).replace("-", "−") : "—";
 }

@@ -9,8 +9,8 @@ import { DossierList } from "./dossiers.js";
 import { FloodPanel } from "./flood.js";
 import { lang, onLangChange, setLang, t, translate } from "./i18n.js";
 import {
-  LAYER_ORDER, addBuildingExtrusion, addRasterLayer, addStyledLayer, layerLabel, legendSwatch, loadWards, rasterProducts,
-  readableLayers, wardLabelPoints,
+  LAYER_ORDER, addBuildingExtrusion, addRasterLayer, addStyledLayer, layerLabel, legendSwatch, loadWards, rampGradient,
+  rasterLegend, rasterLegendBar, rasterProducts, readableLayers, wardLabelPoints,
 } from "./layers.js";
 import { addOverlays, createMap, parcelTooltip, relabelControls, trackCursor } from "./mapview.js";
 import { PermitTool } from "./permit.js";
@@ -21,6 +21,7 @@ class App {
     this.user = { role: "anonymous", authenticated: false };
     this.readable = {};
     this.wards = {};
+    this.rasters = {};
     this.caps = new Capabilities({});
     this.handlers = {};
     this.drawing = false;
@@ -111,19 +112,47 @@ class App {
     for (const [name] of LAYER_ORDER) {
       for (const id of this.loaded[name]?.labels || []) this.map.moveLayer(id, "selection-fill");
     }
-    if (first) await this.loadRasters();
+    await this.loadRasters(first);
     this.renderLayerList();
     if (first) this.fitToData();
   }
 
-  /** DTM hillshade and flood depth rasters, when the server lists its rasters. */
-  async loadRasters() {
-    const rasters = await rasterProducts(this.caps);
-    const firstVector = this.map.getStyle().layers.find((l) => l.type !== "background")?.id;
-    for (const [name, style] of [["hillshade", "hillshade"], ["flood", null]]) {
-      if (!rasters[name]) continue;
-      const ids = addRasterLayer(this.map, name, rasters[name], style, name === "flood", firstVector);
-      this.loaded[name] = { ids, legend: [], visible: name === "flood", raster: `swatch-raster ${name}` };
+  /**
+   * Raster products the caller may read (DTM colour ramp, hillshade, DSM, nDSM ...), each a raster
+   * tile layer below the vector layers with its legend; the flood depth item as before. Called
+   * again after a login or logout: products no longer listed are removed, new ones added.
+   */
+  async loadRasters(first) {
+    let rasters = { products: [], flood: null };
+    try {
+      rasters = await rasterProducts(this.caps);
+    } catch (err) {
+      this.flash(`${t("app.error")}: ${err.message}`);
+    }
+    this.rasters ||= {};
+    const listed = new Set(rasters.products.map((p) => p.id));
+    for (const id of Object.keys(this.rasters)) {
+      if (listed.has(id)) continue;
+      if (this.map.getLayer(id)) this.map.removeLayer(id);
+      if (this.map.getSource(id)) this.map.removeSource(id);
+      delete this.rasters[id];
+    }
+    const below = () => this.map.getStyle().layers.find((l) => l.type !== "background" && l.type !== "raster")?.id;
+    for (const product of [...rasters.products].reverse()) { // the newest ends on top
+      if (this.rasters[product.id]) continue;
+      addRasterLayer(this.map, product.id, product.name, product.style, false, below(),
+        { bounds: product.bounds, opacity: product.opacity });
+      let legend = null;
+      try {
+        legend = await rasterLegend(this.caps, product);
+      } catch (err) {
+        this.flash(`${t("app.error")}: ${err.message}`);
+      }
+      this.rasters[product.id] = { product, legend };
+    }
+    if (first && rasters.flood) {
+      const ids = addRasterLayer(this.map, "flood", rasters.flood, null, true, below());
+      this.loaded.flood = { ids, legend: [], visible: true, raster: "swatch-raster flood" };
     }
   }
 
@@ -135,11 +164,28 @@ class App {
       const l = this.loaded[name];
       if (l) items.push(this.layerItem(name, l.ids, l.legend, visible(l.ids) || (name === "buildings" && document.body.classList.contains("view-3d"))));
     }
-    for (const name of ["hillshade", "flood"]) {
-      const l = this.loaded[name];
-      items.push(l ? this.layerItem(name, l.ids, [], visible(l.ids), l.raster) : this.pendingItem(name));
-    }
+    items.push(el("li", { class: "layer-group", "data-i18n": "layers.rasters", text: t("layers.rasters") }));
+    const products = Object.values(this.rasters).sort((a, b) => a.product.order - b.product.order);
+    for (const { product, legend } of products) items.push(this.rasterItem(product, legend, visible([product.id])));
+    if (!products.some(({ product }) => product.labelKey === "raster.hillshade")) items.push(this.pendingItem("hillshade"));
+    const flood = this.loaded.flood;
+    items.push(flood ? this.layerItem("flood", flood.ids, [], visible(flood.ids), flood.raster) : this.pendingItem("flood"));
     list.replaceChildren(...items);
+  }
+
+  /** One raster product: switch, colour ramp swatch, kind and raster name, legend with its range. */
+  rasterItem(product, legend, visible) {
+    const input = el("input", { type: "checkbox", id: `layer-${product.id}`, "data-raster": product.name, checked: visible });
+    input.addEventListener("change", () => this.map.setLayoutProperty(product.id, "visibility", input.checked ? "visible" : "none"));
+    return el("li", { class: "layer-item raster-item", "data-raster-kind": product.kind, "data-raster-style": product.style },
+      el("label", { for: `layer-${product.id}` }, input,
+        el("span", { class: `swatch-raster ${product.style === "hillshade" || product.kind === "hillshade" ? "hillshade" : ""}`,
+          style: legend ? `background: ${rampGradient(legend)}` : null }),
+        el("span", { class: "layer-name" },
+          t(product.labelKey) === product.labelKey ? el("span", { text: product.kind })
+            : el("span", { "data-i18n": product.labelKey, text: t(product.labelKey) }),
+          el("small", { class: "raster-name", text: product.name }))),
+      legend ? rasterLegendBar(legend) : null);
   }
 
   layerItem(name, ids, legend, visible, rasterSwatch = null) {
