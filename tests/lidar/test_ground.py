@@ -101,3 +101,18 @@ def test_shared_openings_equal_separate_openings():
     z = np.random.default_rng(11).normal(size=(60, 45))
     for radius, opened in zip(range(1, 10), openings(z, range(1, 10)), strict=True):
         np.testing.assert_array_equal(opened, open_disk(z, radius))
+
+
+def test_smrf_without_classes_on_a_bridge_over_a_canal():
+    """Without vendor classes: a deck 3 m above the terrain is an object to SMRF (narrower than its
+    window), while the canal's water returns are ground (the documented limit: water is not
+    recognised, only levelled where it returns)."""
+    from tests.lidar.test_surfaces import _bridge_over_canal
+
+    x, y, z, cls = _bridge_over_canal()
+    ones = np.ones_like(cls)
+    result = classify_ground(x, y, z, ones, ones)
+    assert not np.any(result.ground[cls == 17])
+    assert result.ground[cls == 9].mean() > 0.9
+    acc = ground_accuracy(result.ground, np.where(cls == 9, 2, cls))
+    assert acc.total_error < 0.01
