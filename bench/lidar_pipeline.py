@@ -111,7 +111,7 @@ def end_to_end(path: Path, out_dir: Path, resolution: float = 1.0,
 
 def tin_only(path: Path, backends: list[str], resolution: float = 1.0) -> None:
     """Delaunay alone on the DTM's input (lowest vendor-ground point per cell), best of 3."""
-    from lidar.dtm import _cell_points, triangulate
+    from lidar.dtm import _cell_points, tin_surface, triangulate
 
     pc = open_cloud(path, crs=CRS).read_all()
     grid = GridSpec.covering((pc.x.min(), pc.y.min(), pc.x.max(), pc.y.max()), resolution)
@@ -127,6 +127,15 @@ def tin_only(path: Path, backends: list[str], resolution: float = 1.0) -> None:
             best, best_cpu = min(best, t.wall), min(best_cpu, t.cpu)
         print(f"  {backend:10s} {best * 1000:8.1f} ms wall {best_cpu * 1000:8.1f} ms cpu  "
               f"{len(x) / best_cpu / 1e6:6.2f} M pts/s cpu  {len(tin[2]):,} triangles")
+    # the rasterised DTMs (before gap filling) against the default backend's
+    ref = tin_surface(x + grid.x0, y + grid.y1, z, grid, backend=backends[0])
+    for backend in backends[1:]:
+        other = tin_surface(x + grid.x0, y + grid.y1, z, grid, backend=backend)
+        both = np.isfinite(ref) & np.isfinite(other)
+        d = np.abs(other - ref)[both]
+        same = np.array_equal(np.isfinite(ref), np.isfinite(other))
+        print(f"  TIN raster {backend} vs {backends[0]}: same support {same}, max |diff| {d.max():.2e} m, "
+              f"mean {d.mean():.2e} m")
 
 
 def tiled(path: Path, out_dir: Path) -> tuple[int, float]:
