@@ -77,6 +77,8 @@ def test_glyph_requests_that_cannot_be_served_are_problems(live_server):
         resp = requests.get(f"{live_server}{path}", timeout=30)
         assert resp.status_code == status, (path, resp.status_code)
         assert resp.headers["Content-Type"] == "application/problem+json", path
+    paths = requests.get(f"{live_server}/openapi", timeout=30).json()["paths"]
+    assert "/glyphs/{fontstack}/{codepoints}.pbf" in paths
 
 
 def _rendered(page, layer: str, prop: str) -> list:
@@ -218,7 +220,9 @@ def test_3d_city_model_extrudes_the_lidar_heights(page, lidar_survey, db_engine)
     wait_until(page, "window.gisApp.map.getPitch() > 55")
     wait_map_idle(page)
     assert page.locator("#view-3d").inner_text() == "2D"
-    assert page.evaluate("window.gisApp.map.getLayoutProperty('buildings-fill', 'visibility')") == "none"
+    layout = "window.gisApp.map.getLayoutProperty"
+    assert page.evaluate(f"{layout}('buildings-fill', 'visibility')") == "none"
+    assert page.evaluate(f"{layout}('parcels-label', 'visibility')") == "none"  # no numbers over the roofs
     rendered = page.evaluate(
         "window.gisApp.map.queryRenderedFeatures({layers: ['buildings-3d']}).map(f => f.properties.height)")
     # the blocks stand at the heights measured in the cloud (roof p70 over ground p10, to the mm),
@@ -230,3 +234,7 @@ def test_3d_city_model_extrudes_the_lidar_heights(page, lidar_survey, db_engine)
     paint = page.evaluate("window.gisApp.map.getPaintProperty('buildings-3d', 'fill-extrusion-height')")
     assert paint[0] == "coalesce" and paint[1] == ["get", "height"]
     screenshot(page, "13-3d-lidar-buildings")
+    page.click("#view-3d")
+    wait_until(page, "window.gisApp.map.getPitch() < 1")
+    assert page.evaluate(f"{layout}('parcels-label', 'visibility')") == "visible"
+    assert page.evaluate(f"{layout}('buildings-3d', 'visibility')") == "none"

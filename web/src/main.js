@@ -12,7 +12,7 @@ import {
   LAYER_ORDER, addBuildingExtrusion, addRasterLayer, addStyledLayer, layerLabel, legendSwatch, loadWards, rampGradient,
   rasterLegend, rasterLegendBar, rasterProducts, readableLayers, wardLabelPoints,
 } from "./layers.js";
-import { addOverlays, createMap, parcelTooltip, relabelControls, trackCursor } from "./mapview.js";
+import { HIDDEN_IN_3D, addOverlays, createMap, parcelTooltip, relabelControls, trackCursor } from "./mapview.js";
 import { PermitTool } from "./permit.js";
 import { ParcelSearch } from "./search.js";
 
@@ -193,7 +193,7 @@ class App {
     input.addEventListener("change", () => {
       for (const id of ids) {
         const in3d = document.body.classList.contains("view-3d");
-        const show = input.checked && !(in3d && id === "buildings-fill");
+        const show = input.checked && !(in3d && HIDDEN_IN_3D.has(id));
         this.map.setLayoutProperty(id, "visibility", show ? "visible" : "none");
       }
       if (name === "buildings" && this.map.getLayer("buildings-3d") && document.body.classList.contains("view-3d")) {

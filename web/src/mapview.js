@@ -62,6 +62,9 @@ export function trackCursor(map, cityEl, wgsEl) {
   show(map.getCenter());
 }
 
+/** Layers the 3D view hides while their layer is switched on (flat fills, ground labels). */
+export const HIDDEN_IN_3D = new Set(["buildings-fill", "parcels-label"]);
+
 /** 2D <-> 3D: pitch the camera and show the building blocks extruded by height (LoD1). */
 class ViewModeControl {
   onAdd(map) {
@@ -85,6 +88,11 @@ class ViewModeControl {
     const on = !map.getLayer(EXTRUSION_ID) ? false : map.getLayoutProperty(EXTRUSION_ID, "visibility") !== "visible";
     if (map.getLayer(EXTRUSION_ID)) map.setLayoutProperty(EXTRUSION_ID, "visibility", on ? "visible" : "none");
     if (map.getLayer("buildings-fill")) map.setLayoutProperty("buildings-fill", "visibility", on ? "none" : "visible");
+    // parcel numbers lie on the ground: in 3D they would float over the roofs
+    if (map.getLayer("parcels-label")) {
+      const parcelsShown = map.getLayoutProperty("parcels-fill", "visibility") !== "none";
+      map.setLayoutProperty("parcels-label", "visibility", on || !parcelsShown ? "none" : "visible");
+    }
     map.easeTo({ pitch: on ? 60 : 0, bearing: on ? -20 : 0, duration: 800 });
     this.button.textContent = on ? "2D" : "3D";
     this.button.setAttribute("data-i18n-title", on ? "layers.2d" : "layers.3d");
