@@ -16,7 +16,9 @@ import numpy as np
 import rasterio
 from affine import Affine
 from rasterio.features import shapes
-from shapely.geometry import MultiPolygon, shape
+from shapely import get_parts
+from shapely.geometry import MultiPolygon, Polygon, shape
+from shapely.validation import make_valid
 
 from flood.errors import InvalidScenario
 
@@ -149,7 +151,10 @@ def extent_polygons(max_depth: np.ndarray, transform: Affine, bands=DEPTH_BANDS)
         polys = []
         for g in groups[k]:
             polys.extend(g.geoms if isinstance(g, MultiPolygon) else [g])
+        # rings of 4-connected cells can touch themselves at a corner (invalid for GEOS): repair
         mp = MultiPolygon(polys)
+        if not mp.is_valid:
+            mp = MultiPolygon([g for g in get_parts(make_valid(mp)) if isinstance(g, Polygon)])
         upper = edges[k]
         result.append({"min_depth": float(edges[k - 1]), "max_depth": None if np.isinf(upper) else float(upper),
                        "area_m2": float(mp.area), "geometry": mp})

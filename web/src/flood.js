@@ -1,13 +1,17 @@
 // Flood scenarios for planners: rain return period, tide level and duration; start a run,
-// follow its progress, play the results over time, list affected assets and export them as CSV.
-// Works against the flood API when the server has one; otherwise the form stays usable and the
-// page says the simulation service is not available yet.
+// follow its progress, play the depth over time on the map, list affected assets and export them
+// as CSV. Works against the flood API when the server has one (POST /api/flood/runs); otherwise
+// the form stays usable and the page says the simulation service is not available yet.
 import { getJSON, postJSON } from "./api.js";
 import { el } from "./dom.js";
-import { fmt, t } from "./i18n.js";
+import { fmt, fmtDate, t } from "./i18n.js";
 
-const START_PATHS = ["/api/flood/runs", "/api/flood/scenarios", "/api/flood/simulations", "/api/flood/jobs"];
-const POLL_MS = 1500;
+const START_PATH = "/api/flood/runs";
+const LEGEND_PATH = "/api/flood/legend.json";
+const POLL_MS = 1000;
+const PLAY_MS = 1200;
+/** Map source and layer of the run's depth (raster tiles of one saved time step). */
+export const FLOOD_SOURCE = "flood-run";
 
 export class FloodPanel {
   constructor(app) {
@@ -16,114 +20,184 @@ export class FloodPanel {
     this.runBox = document.getElementById("flood-run");
     this.progress = document.getElementById("flood-progress");
     this.statusText = document.getElementById("flood-status");
+    this.timeBox = document.getElementById("flood-time-box");
     this.slider = document.getElementById("flood-time");
     this.sliderLabel = document.getElementById("flood-time-label");
+    this.playButton = document.getElementById("flood-play");
     this.affected = document.getElementById("flood-affected");
+    this.steps = [];
+    this.items = null;
     document.getElementById("flood-form").addEventListener("submit", (e) => {
       e.preventDefault();
       this.start(new FormData(e.target));
     });
     this.slider.addEventListener("input", () => this.showStep(Number(this.slider.value)));
+    this.playButton.addEventListener("click", () => this.togglePlay());
   }
 
-  get startPath() {
-    return this.app.caps.first(START_PATHS, "post");
+  get available() {
+    return this.app.caps.has(START_PATH, "post");
   }
 
   refresh() {
-    const available = Boolean(this.startPath);
-    document.getElementById("flood-start").disabled = !available;
-    this.message.textContent = available ? "" : t("flood.notAvailable");
-    this.message.classList.toggle("unavailable", !available);
+    document.getElementById("flood-start").disabled = !this.available || this.running;
+    this.message.textContent = this.available ? "" : t("flood.notAvailable");
+    this.message.classList.toggle("unavailable", !this.available);
+    if (this.run) this.showStatus(this.run);
+    if (this.steps.length) this.showStep(Number(this.slider.value));
+    if (this.items) this.renderAffected(this.items);
+    this.playButton.textContent = t(this.timer ? "flood.pause" : "flood.play");
   }
 
-  /** The scenario in the shape of flood.scenarios.Scenario (rain, tide, duration in seconds). */
-  scenario(form) {
+  /** The request body of the flood API: the planner's rain, tide peak and duration. */
+  choice(form) {
     const rp = form.get("return_period");
-    const hours = Number(form.get("duration_hours"));
-    const peak = Number(form.get("tide_level"));
-    const stress = rp === "stress";
-    const scenario = {
-      title: stress ? t("flood.stress") : t(`flood.rp${rp}`),
-      duration_s: hours * 3600,
-      rain: stress ? { kind: "stress-2018" }
-        : { kind: "design", return_period_y: Number(rp), duration_min: 180, block_min: 10, peak_position: 0.5 },
-      tide: { peak_m: peak, peak_at_s: Math.min(hours * 3600, stress ? 43200 : 5400) },
+    return {
+      rain: rp === "stress" ? { event: "stress" } : { return_period_years: Number(rp) },
+      tide_level_m: Number(form.get("tide_level")),
+      duration_hours: Number(form.get("duration_hours")),
     };
-    // the stored default scenario with the same rain, when the planner keeps its tide (1.60 m)
-    const key = stress ? "stress-2018" : `design-${rp}y`;
-    return { scenario_key: key, scenario };
   }
 
   async start(form) {
-    const path = this.startPath;
-    if (!path) return this.refresh();
+    if (!this.available) return this.refresh();
+    this.stop();
+    this.clearResults();
     try {
-      const run = await postJSON(path, this.scenario(form));
+      this.running = true;
+      this.refresh();
+      const run = await postJSON(START_PATH, this.choice(form));
       this.runBox.hidden = false;
       this.poll(run);
     } catch (err) {
+      this.running = false;
+      this.refresh();
       this.message.textContent = `${t("app.error")}: ${err.message}`;
     }
   }
 
-  async poll(run) {
-    const url = run.links?.find((l) => l.rel === "self")?.href || run.url || `${this.startPath}/${run.id}`;
+  showStatus(run) {
     const status = run.status || "queued";
-    this.progress.value = Number(run.progress || 0);
-    this.statusText.textContent = `${t(`flood.status.${status}`)} — ${fmt(run.progress || 0, 0)} %`;
-    if (status === "succeeded") return this.showResults(run, url);
-    if (status === "failed" || status === "cancelled") return;
-    setTimeout(async () => this.poll(await getJSON(url).catch(() => ({ ...run, status: "failed" }))), POLL_MS);
+    const pct = status === "succeeded" ? 100 : Number(run.progress || 0);
+    this.progress.value = pct;
+    this.progress.dataset.status = status;
+    const error = status === "failed" && run.error ? ` (${run.error})` : "";
+    this.statusText.textContent = `${t(`flood.status.${status}`)} — ${fmt(pct, 0)} %${error}`;
   }
 
-  async showResults(run, url) {
+  async poll(run) {
+    this.run = run;
+    this.url = run.links?.find((l) => l.rel === "self")?.href || `${START_PATH}/${run.id}`;
+    this.showStatus(run);
+    const status = run.status || "queued";
+    if (["succeeded", "failed", "cancelled"].includes(status)) {
+      this.running = false;
+      this.refresh();
+      if (status === "succeeded") await this.showResults(run);
+      return;
+    }
+    setTimeout(async () => {
+      try {
+        this.poll(await getJSON(this.url));
+      } catch (err) {
+        this.running = false;
+        this.message.textContent = `${t("app.error")}: ${err.message}`;
+        this.refresh();
+      }
+    }, POLL_MS);
+  }
+
+  async showResults(run) {
     const result = run.result || {};
-    this.steps = result.times || result.time_steps || [];
-    const box = document.getElementById("flood-time-box");
-    box.hidden = !this.steps.length;
-    this.slider.max = Math.max(0, this.steps.length - 1);
+    this.steps = result.times || [];
+    this.validTimes = result.valid_times || [];
+    this.tiles = run.links?.find((l) => l.rel === "tiles")?.href;
+    this.timeBox.hidden = !(this.steps.length && this.tiles);
+    this.slider.max = String(Math.max(0, this.steps.length - 1));
     this.slider.value = this.slider.max;
+    await this.showLegend();
     this.showStep(Number(this.slider.value));
-    const assets = await getJSON(`${url}/affected`).catch(() => result.affected || []);
-    this.renderAffected(Array.isArray(assets) ? assets : assets.items || assets.features || []);
+    const data = await getJSON(`${this.url}/affected`);
+    this.renderAffected(data.items || []);
   }
 
+  async showLegend() {
+    const legend = await getJSON(LEGEND_PATH).catch(() => null);
+    if (!legend) return;
+    const bar = document.getElementById("flood-legend-bar");
+    bar.src = LEGEND_PATH.replace(".json", ".png");
+    document.getElementById("flood-legend-range").textContent = `${fmt(legend.min, 1)}–${fmt(legend.max, 1)} ${legend.unit}`;
+  }
+
+  /** The map shows the depth at saved step i (raster tiles of that time step). */
   showStep(i) {
-    const step = this.steps?.[i];
-    this.sliderLabel.textContent = step === undefined ? "" : typeof step === "number" ? `${fmt(step / 3600, 2)} h` : String(step);
+    const step = this.steps[i];
+    if (step === undefined || !this.tiles) return;
+    const when = this.validTimes[i] ? fmtDate(this.validTimes[i]) : "";
+    this.sliderLabel.textContent = `${t("flood.elapsed", { h: Math.floor(step / 3600), m: String(Math.round((step % 3600) / 60)).padStart(2, "0") })}${when ? ` · ${when}` : ""}`;
+    const url = `${window.location.origin}${this.tiles.replace("{t}", String(step))}`;
+    const map = this.app.map;
+    const source = map.getSource(FLOOD_SOURCE);
+    if (source) {
+      source.setTiles([url]);
+    } else {
+      map.addSource(FLOOD_SOURCE, { type: "raster", tileSize: 256, tiles: [url], maxzoom: 20 });
+      map.addLayer({ id: FLOOD_SOURCE, type: "raster", source: FLOOD_SOURCE, paint: { "raster-opacity": 0.8, "raster-fade-duration": 0 } },
+        map.getLayer("selection-fill") ? "selection-fill" : undefined);
+    }
     this.app.emit("flood-time", step);
   }
 
+  togglePlay() {
+    if (this.timer) return this.stop();
+    if (!this.steps.length) return;
+    if (Number(this.slider.value) >= this.steps.length - 1) this.slider.value = "0";
+    this.showStep(Number(this.slider.value));
+    this.timer = setInterval(() => {
+      const next = Number(this.slider.value) + 1;
+      if (next >= this.steps.length) return this.stop();
+      this.slider.value = String(next);
+      this.showStep(next);
+    }, PLAY_MS);
+    this.playButton.textContent = t("flood.pause");
+  }
+
+  stop() {
+    clearInterval(this.timer);
+    this.timer = null;
+    this.playButton.textContent = t("flood.play");
+  }
+
+  clearResults() {
+    this.steps = [];
+    this.items = null;
+    this.run = null;
+    this.timeBox.hidden = true;
+    this.affected.replaceChildren();
+    const map = this.app.map;
+    if (map.getLayer(FLOOD_SOURCE)) map.removeLayer(FLOOD_SOURCE);
+    if (map.getSource(FLOOD_SOURCE)) map.removeSource(FLOOD_SOURCE);
+  }
+
   renderAffected(items) {
+    this.items = items;
     if (!items.length) {
       this.affected.replaceChildren(el("p", { class: "hint", text: t("flood.noAffected") }));
       return;
     }
-    const rows = items.map((a) => a.properties || a);
-    const cols = [["name", "flood.asset"], ["kind", "flood.kind"], ["max_depth", "flood.maxDepth"], ["duration_h", "flood.duration.above"]];
+    const cols = [
+      ["kind", "flood.kind", (r) => t(`flood.kind.${r.kind}`)],
+      ["name", "flood.asset", (r) => r.name],
+      ["max_depth", "flood.maxDepth", (r) => fmt(r.max_depth, 2)],
+      ["mean_depth", "flood.meanDepth", (r) => fmt(r.mean_depth, 2)],
+      ["wet_fraction", "flood.wetShare", (r) => `${fmt(r.wet_fraction * 100, 0)} %`],
+    ];
     this.affected.replaceChildren(
-      el("h3", { text: t("flood.affected") }),
-      el("table", { class: "table" },
-        el("thead", {}, el("tr", {}, ...cols.map(([, k]) => el("th", { text: t(k) })))),
-        el("tbody", {}, ...rows.map((r) => el("tr", {}, ...cols.map(([c]) => el("td", { text: typeof r[c] === "number" ? fmt(r[c], 2) : r[c] ?? "—" })))))),
-      el("button", { type: "button", class: "btn", text: t("flood.export"), onclick: () => exportCsv(rows, cols) }),
+      el("h3", { text: `${t("flood.affected")} (${items.length})` }),
+      el("table", { class: "table", id: "flood-affected-table" },
+        el("thead", {}, el("tr", {}, ...cols.map(([, key]) => el("th", { text: t(key) })))),
+        el("tbody", {}, ...items.map((r) => el("tr", { "data-kind": r.kind }, ...cols.map(([, , value]) => el("td", { text: value(r) })))))),
+      el("a", { class: "btn", id: "flood-csv", href: `${this.url}/affected?f=csv`, download: `flood-run-${this.run.id}-affected.csv`, text: t("flood.export") }),
     );
   }
-}
-
-export function toCsv(rows, cols) {
-  const quote = (v) => {
-    const s = v === null || v === undefined ? "" : String(v);
-    return /[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
-  };
-  return [cols.map(([c]) => c).join(","), ...rows.map((r) => cols.map(([c]) => quote(r[c])).join(","))].join("\r\n");
-}
-
-function exportCsv(rows, cols) {
-  const blob = new Blob(["\ufeff", toCsv(rows, cols)], { type: "text/csv;charset=utf-8" });
-  const a = el("a", { href: URL.createObjectURL(blob), download: "flood-affected-assets.csv" });
-  document.body.append(a);
-  a.click();
-  a.remove();
 }
