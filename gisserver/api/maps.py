@@ -96,6 +96,26 @@ def tile_response(tile: CachedTile, mimetype: str, public: bool) -> Response:
     return Response(tile.data, headers=headers)
 
 
+def fast_paths(app) -> dict:
+    """WMS GetMap answered by :class:`gisserver.fastpath.FastPath` before Flask."""
+    return {"/wms": lambda args, caller: wms_getmap_answer(app, args, caller)}
+
+
+def wms_getmap_answer(app, args, caller) -> tuple[bytes, list[tuple[str, str]]] | None:
+    """A successful GetMap image with the headers the Flask view gives it; None for any other
+    request or any failure (Flask then answers it, with the ServiceExceptionReport)."""
+    from tiles.wms import WMSService
+
+    request_name = next((v for k, v in args.items() if k.upper() == "REQUEST"), "")
+    if request_name.lower() not in ("getmap", "map"):
+        return None
+    gis = app.extensions["gisserver"]
+    result = WMSService(gis.engine, caller, "", catalogue_snapshot(app)).handle(args)
+    if result.status != 200:
+        return None
+    return result.body, [("Content-Type", result.content_type), *result.headers.items(), ("Vary", "Cookie")]
+
+
 def fast_prefixes(app) -> dict:
     """Vector tile cache hits answered by :class:`gisserver.fastpath.FastPath` before Flask."""
     return {"/tiles/": lambda environ, caller: tile_hit(app, environ, caller)}

@@ -72,3 +72,30 @@ def test_everything_but_a_current_anonymous_hit_goes_to_flask(client, app, ben_t
     assert again.headers["Cache-Control"].startswith("private") and again.headers["Vary"] == "Authorization, Cookie"
     assert hit_path.answered == answered + 2
     assert client.get(t_url).status_code == 404  # ... and still nothing for anonymous callers
+
+
+def test_wms_getmap_from_the_lean_path_equals_flask(client, app, ben_thanh):
+    from tests.tiles.test_wms import box_in
+
+    b = box_in(3857)
+    url = ("/wms?SERVICE=WMS&VERSION=1.3.0&REQUEST=GetMap&LAYERS=parcels,roads&STYLES=outline,&CRS=EPSG:3857"
+           f"&BBOX={b[0]},{b[1]},{b[2]},{b[3]}&WIDTH=256&HEIGHT=256&FORMAT=image/png&TRANSPARENT=TRUE")
+    hit_path = _hit_path(app)
+    answered = hit_path.answered
+    fast = client.get(url)
+    assert hit_path.answered == answered + 1
+    client.set_cookie("unrelated", "1")
+    try:
+        slow = client.get(url)
+    finally:
+        client.delete_cookie("unrelated")
+    assert hit_path.answered == answered + 1
+    assert fast.status_code == slow.status_code == 200 and fast.data == slow.data
+    assert fast.data[:8] == b"\x89PNG\r\n\x1a\n"
+    assert dict(fast.headers) == dict(slow.headers)
+    # errors and other requests are Flask's: the same ServiceExceptionReport as always
+    bad = client.get(url.replace("LAYERS=parcels,roads", "LAYERS=nosuch").replace("STYLES=outline,", "STYLES="))
+    assert bad.status_code == 400 and b"LayerNotDefined" in bad.data
+    caps = client.get("/wms?SERVICE=WMS&REQUEST=GetCapabilities")
+    assert caps.status_code == 200 and b"WMS_Capabilities" in caps.data
+    assert hit_path.answered == answered + 1
