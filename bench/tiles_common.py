@@ -90,6 +90,28 @@ def process_tree_cpu(pid: int) -> float:
     return total
 
 
+def backend_cpu(url: str) -> dict[int, float]:
+    """CPU seconds so far of each PostgreSQL backend connected to the database of ``url`` (other
+    databases of the shared cluster are not counted). Servers keep their connections open, so the
+    difference of two calls is the database work done for them in between."""
+    import psycopg2
+    from sqlalchemy.engine import make_url
+
+    u = make_url(url)
+    with psycopg2.connect(host=u.host, port=u.port, user=u.username, password=u.password, dbname=u.database) as conn:
+        with conn.cursor() as cur:
+            cur.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                        "AND pid <> pg_backend_pid()")
+            pids = [row[0] for row in cur.fetchall()]
+    conn.close()
+    return {pid: process_tree_cpu(pid) for pid in pids}
+
+
+def backend_cpu_since(url: str, before: dict[int, float]) -> float:
+    """CPU seconds the database's backends used since ``before`` (new backends count from zero)."""
+    return sum(cpu - before.get(pid, 0.0) for pid, cpu in backend_cpu(url).items())
+
+
 def wait_http(url: str, timeout: float = 90.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

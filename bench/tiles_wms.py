@@ -6,6 +6,9 @@ Needs: apt-get install cgi-mapserver lighttpd wrk.
 Both draw the demo parcels (6.6k polygons, from ``geom_3857``) as 1-pixel brown outlines on a
 transparent background (our ``outline`` style), for the web-mercator tiles covering the parcels
 at zooms 15-17; wrk cycles through the same bounding boxes for both, alternating A/B/A/B.
+Two output formats, the same on both sides:
+  image/png               32-bit RGBA PNG (MapServer AGG/PNG IMAGEMODE RGBA; Mapnik png32, zlib level 1)
+  image/png; mode=8bit    8-bit palette PNG (MapServer AGG/PNG8, quantised; Mapnik png8, zlib level 1)
 """
 
 from __future__ import annotations
@@ -17,7 +20,17 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import requests
-from tiles_common import demo_database, demo_tiles, free_port, gunicorn, process_tree_cpu, wait_http, wrk
+from tiles_common import (
+    backend_cpu,
+    backend_cpu_since,
+    demo_database,
+    demo_tiles,
+    free_port,
+    gunicorn,
+    process_tree_cpu,
+    wait_http,
+    wrk,
+)
 
 MAPFILE = """MAP
   NAME "bench"
@@ -31,6 +44,14 @@ MAPFILE = """MAP
     NAME "png"
     DRIVER AGG/PNG
     MIMETYPE "image/png"
+    IMAGEMODE RGBA
+    EXTENSION "png"
+    TRANSPARENT ON
+  END
+  OUTPUTFORMAT
+    NAME "png8"
+    DRIVER AGG/PNG8
+    MIMETYPE "image/png; mode=8bit"
     IMAGEMODE RGBA
     EXTENSION "png"
     TRANSPARENT ON
@@ -99,20 +120,46 @@ def mapserver(url: str):
             proc.wait(timeout=20)
 
 
-def getmap_urls(base: str, boxes, style: str | None) -> list[str]:
+FORMATS = {"image/png": "image/png", "image/png; mode=8bit": "image/png;%20mode%3D8bit"}
+
+
+def getmap_urls(base: str, boxes, style: str | None, image_format: str = "image/png") -> list[str]:
     urls = []
     for b in boxes:
         q = (f"SERVICE=WMS&VERSION=1.3.0&REQUEST=GetMap&LAYERS=parcels&CRS=EPSG:3857&WIDTH=256&HEIGHT=256"
-             f"&FORMAT=image/png&TRANSPARENT=TRUE&BBOX={b[0]!r},{b[1]!r},{b[2]!r},{b[3]!r}")
+             f"&FORMAT={FORMATS[image_format]}&TRANSPARENT=TRUE&BBOX={b[0]!r},{b[1]!r},{b[2]!r},{b[3]!r}")
         q += f"&STYLES={style}" if style is not None else "&STYLES="
         urls.append(f"{base}?{q}")
     return urls
 
 
-def check_png(url: str) -> int:
+def check_png(url: str, palette: bool) -> int:
     resp = requests.get(url, timeout=60)
     assert resp.status_code == 200 and resp.content[:8] == b"\x89PNG\r\n\x1a\n", (url, resp.content[:300])
+    color_type = resp.content[25]  # IHDR: 3 = palette, 6 = RGBA
+    assert color_type == (3 if palette else 6), (url, color_type)
     return len(resp.content)
+
+
+def compare(db_url: str, ours: str, our_pid: int, theirs: str, ms_pid: int, boxes, image_format: str,
+            seconds: int) -> dict:
+    """Throughput and server CPU per map of both servers for one output format (A/B/A/B)."""
+    urls = {"ours": getmap_urls(f"{ours}/wms", boxes, "outline", image_format),
+            "mapserver": getmap_urls(theirs, boxes, None, image_format)}
+    palette = image_format != "image/png"
+    size = {k: sum(check_png(u, palette) for u in v) / len(boxes) / 1024 for k, v in urls.items()}
+    rps = {"ours": [], "mapserver": []}
+    cpu = {"ours": [0.0, 0.0, 0], "mapserver": [0.0, 0.0, 0]}
+    pids = {"ours": our_pid, "mapserver": ms_pid}
+    for _ in range(2):
+        for name in ("mapserver", "ours"):
+            before, before_db = process_tree_cpu(pids[name]), backend_cpu(db_url)
+            rps[name].append(wrk(urls[name], seconds=seconds))
+            cpu[name][0] += process_tree_cpu(pids[name]) - before
+            cpu[name][1] += backend_cpu_since(db_url, before_db)
+            cpu[name][2] += wrk.last_requests
+    return {"rps": rps, "size": size, "cpu_ms": {k: v[0] / v[2] * 1000 for k, v in cpu.items()},
+            "db_ms": {k: v[1] / v[2] * 1000 for k, v in cpu.items()}}
 
 
 def main() -> None:
@@ -121,31 +168,28 @@ def main() -> None:
     args = parser.parse_args()
     from tiles.tms import web_tile_bounds
 
+    results = {}
     with demo_database() as (url, engine), tempfile.TemporaryDirectory() as var_dir:
         boxes = [web_tile_bounds(t.z, t.x, t.y) for t in demo_tiles(engine, (15, 16, 17))]
         with gunicorn(url, Path(var_dir), workers=2) as (ours, our_pid), mapserver(url) as (theirs, ms_pid):
-            our_urls = getmap_urls(f"{ours}/wms", boxes, "outline")
-            ms_urls = getmap_urls(theirs, boxes, None)
-            our_size = sum(check_png(u) for u in our_urls)
-            ms_size = sum(check_png(u) for u in ms_urls)
-            results = {"ours": [], "mapserver": []}
-            cpu = {"ours": [0.0, 0], "mapserver": [0.0, 0]}
-            for _ in range(2):
-                for name, urls, pid in (("mapserver", ms_urls, ms_pid), ("ours", our_urls, our_pid)):
-                    before = process_tree_cpu(pid)
-                    results[name].append(wrk(urls, seconds=args.seconds))
-                    cpu[name][0] += process_tree_cpu(pid) - before
-                    cpu[name][1] += wrk.last_requests
-    ours_rps, ms_rps = (sum(v) / len(v) for v in (results["ours"], results["mapserver"]))
-    print(f"GetMap 256x256 PNG, {len(boxes)} bboxes (z15-17 tiles over 6.6k parcels), wrk 2 threads 4 connections")
-    print(f"MapServer 8 FastCGI x2 (baseline): {ms_rps:7.1f} maps/s  runs {results['mapserver']}  "
-          f"mean PNG {ms_size / len(boxes) / 1024:.1f} KiB")
-    print(f"this server, Mapnik, gunicorn x2 : {ours_rps:7.1f} maps/s  runs {results['ours']}  "
-          f"mean PNG {our_size / len(boxes) / 1024:.1f} KiB")
-    print(f"ratio ours / MapServer           : {ours_rps / ms_rps:.2f}x  (target >= 1.0x)")
-    ms_cpu, our_cpu = (cpu[k][0] / cpu[k][1] * 1000 for k in ("mapserver", "ours"))
-    print(f"server CPU per map (without PostgreSQL): MapServer {ms_cpu:.1f} ms, ours {our_cpu:.1f} ms "
-          f"(ratio {our_cpu / ms_cpu:.2f}x)")
+            for image_format in FORMATS:
+                results[image_format] = compare(url, ours, our_pid, theirs, ms_pid, boxes, image_format,
+                                                args.seconds)
+    print(f"GetMap 256x256, {len(boxes)} bboxes (z15-17 tiles over 6.6k parcels), wrk 2 threads 4 connections")
+    for image_format, r in results.items():
+        ours_rps, ms_rps = (sum(v) / len(v) for v in (r["rps"]["ours"], r["rps"]["mapserver"]))
+        kind = "32-bit RGBA PNG" if image_format == "image/png" else "8-bit palette PNG"
+        print(f"FORMAT={image_format} ({kind} on both sides)")
+        print(f"  MapServer 8 FastCGI x2 (baseline): {ms_rps:7.1f} maps/s  runs {r['rps']['mapserver']}  "
+              f"mean PNG {r['size']['mapserver']:.1f} KiB")
+        print(f"  this server, Mapnik, gunicorn x2 : {ours_rps:7.1f} maps/s  runs {r['rps']['ours']}  "
+              f"mean PNG {r['size']['ours']:.1f} KiB")
+        print(f"  ratio ours / MapServer           : {ours_rps / ms_rps:.2f}x  (target >= 1.0x)")
+        ms_cpu, our_cpu = r["cpu_ms"]["mapserver"], r["cpu_ms"]["ours"]
+        print(f"  server CPU per map (without PostgreSQL): MapServer {ms_cpu:.1f} ms, ours {our_cpu:.1f} ms "
+              f"(ratio {our_cpu / ms_cpu:.2f}x)")
+        ms_db, our_db = r["db_ms"]["mapserver"], r["db_ms"]["ours"]
+        print(f"  PostgreSQL backend CPU per map     : MapServer {ms_db:.1f} ms, ours {our_db:.1f} ms")
 
 
 if __name__ == "__main__":
