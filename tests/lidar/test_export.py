@@ -151,6 +151,24 @@ def check_with_cjio(doc: dict, epsg: int, tmp_path) -> None:
     assert "2.0" in info and str(len(doc["CityObjects"])) in info, info
 
 
+_GLTF_VALIDATOR = """
+const validator = require("gltf-validator");
+const fs = require("fs");
+Promise.all(process.argv.slice(1).map((f) => validator.validateBytes(new Uint8Array(fs.readFileSync(f)))))
+  .then((reports) => console.log(JSON.stringify(reports.map((r) => r.issues))));
+"""
+
+
+def check_with_gltf_validator(paths: list[Path]) -> None:
+    """Khronos glTF-Validator (npm ``gltf-validator``, a devDependency): no errors, no warnings."""
+    from gisserver.config import PROJECT_ROOT
+
+    out = subprocess.run(["node", "--input-type=commonjs", "-e", _GLTF_VALIDATOR, *map(str, paths)],
+                         cwd=PROJECT_ROOT, capture_output=True, text=True, check=True)
+    for path, issues in zip(paths, json.loads(out.stdout), strict=True):
+        assert (issues["numErrors"], issues["numWarnings"]) == (0, 0), (path.name, issues["messages"])
+
+
 def _parse_glb(data: bytes) -> tuple[dict, np.ndarray]:
     magic, version, total = struct.unpack_from("<4sII", data)
     assert (magic, version, total) == (b"glTF", 2, len(data))
@@ -377,3 +395,40 @@ def test_delft_buildings_cityjson_validates(ahn3_points, tmp_path):
     assert any(len(o["geometry"]) == 2 for o in lod2["CityObjects"].values())
     check_cityjson(lod2, 28992)
     check_with_cjio(lod2, 28992, tmp_path)
+
+
+def test_glb_exports_pass_the_gltf_validator(export_client, catalogue, ahn3_points, tmp_path):
+    """The GLB of one building, of an area (a courtyard building among them) and of the Delft LoD2 roofs."""
+    from shapely.geometry import Polygon
+
+    from lidar.buildings import detect_buildings
+    from lidar.cityjson import to_glb
+    from lidar.dtm import build_surfaces
+    from lidar.grid import GridSpec
+    from lidar.ground import classify_ground
+    from lidar.roofs import reconstruct_roofs
+
+    courtyard = Polygon([(X0 + 30, Y0), (X0 + 60, Y0), (X0 + 60, Y0 + 30), (X0 + 45, Y0 + 20), (X0 + 30, Y0 + 30)],
+                        [[(X0 + 35, Y0 + 5), (X0 + 42, Y0 + 5), (X0 + 42, Y0 + 12), (X0 + 35, Y0 + 12)]])
+    with catalogue.begin() as conn:
+        one = _insert(conn, box(X0, Y0, X0 + 10, Y0 + 20), 1.2, 13.2)
+        _insert(conn, courtyard, 0.8, 20.0)
+    paths = {"one.glb": f"/api/lidar/buildings/{one}/glb",
+             "area.glb": "/api/lidar/export/glb?bbox=" + ",".join(map(str, (X0 - 5, Y0 - 5, X0 + 70, Y0 + 40)))
+             + "&bbox-crs=EPSG:9210"}
+    files = []
+    for name, url in paths.items():
+        resp = export_client.get(url)
+        assert resp.status_code == 200
+        files.append(tmp_path / name)
+        files[-1].write_bytes(resp.data)
+    pc = ahn3_points
+    cls = classify_ground(pc.x, pc.y, pc.z, pc.return_number, pc.number_of_returns).classification
+    grid = GridSpec.covering((pc.x.min(), pc.y.min(), pc.x.max(), pc.y.max()), 0.5)
+    dtm = build_surfaces(pc.x, pc.y, pc.z, cls, pc.return_number, grid).dtm
+    buildings, _ = detect_buildings(pc.x, pc.y, pc.z, cls, pc.number_of_returns, dtm, grid)
+    reconstruct_roofs(buildings, pc.x, pc.y, pc.z, cls)
+    assert any(b.roof is not None and b.roof.lod2 for b in buildings)
+    files.append(tmp_path / "delft_lod2.glb")
+    files[-1].write_bytes(to_glb(buildings)[0])
+    check_with_gltf_validator(files)
