@@ -141,8 +141,13 @@ class SolverParams:
     vel_depth: float = 0.01
     arrival_depth: float = 0.1
     duration_depth: float = 0.1
+    #: local time stepping: cells much deeper than the rest (canals) advance in up to this many
+    #: sub-steps of their own CFL step while the rest of the grid takes one; 1 = one step for all
+    subcycles: int = 4
 
     def __post_init__(self):
+        if not (isinstance(self.subcycles, int) and 1 <= self.subcycles <= 16):
+            raise InvalidScenario("subcycles must be an integer from 1 to 16")
         if not 0.0 < self.theta <= 1.0:
             raise InvalidScenario("theta must be in (0, 1]")
         if not 0.0 < self.alpha <= 1.0:
@@ -261,9 +266,23 @@ class Simulation:
         self._qx_new = np.zeros_like(self.qx)
         self._qy_new = np.zeros_like(self.qy)
         self._factor = np.ones((ny, nx))
-        self._row_sums = np.zeros((ny, 5))
+        self._row_sums = np.zeros((ny, kernels.ROW_COLUMNS))
         self._n2x, self._n2y = _face_manning_squared(domain.manning)
         self._setup_forcing()
+        # cell flags of this step and the next (kernels.ACTIVE / SUBCYCLED / FINE)
+        self._flags = self.active.copy()
+        self._flags_next = self.active.copy()
+        self._n_active = max(int(self.active.sum()), 1)
+        self._thresholds = np.zeros(self.params.subcycles - 1)
+        self._counts = np.zeros((ny, self._thresholds.size), dtype=np.int64)
+        self._stat_depths = np.array([self.params.vel_depth, self.params.arrival_depth, self.params.duration_depth])
+        self._xq = np.zeros(0)
+        self._yq = np.zeros(0)
+        #: depth above which the cells of the current flags are SUBCYCLED (inf: none)
+        self._split_depth = math.inf
+        #: sub-steps wanted for the next step's deep cells (chosen from the depth distribution)
+        self._subcycles_wanted = 1
+        self.substeps = 0
         self.t = 0.0
         self.steps = 0
         self.limited_cell_steps = 0
@@ -276,6 +295,12 @@ class Simulation:
         self.arrival = np.where(self.h > self.params.arrival_depth, 0.0, -1.0)
         self.duration = np.zeros((ny, nx))
         self._h_max = float(self.h.max(initial=0.0))
+        self._h_shallow = self._h_max
+        if self.params.subcycles > 1:
+            h_all = max(self._h_max, self.params.h_min)
+            ks = np.arange(2, self.params.subcycles + 1)
+            deeper = np.array([np.count_nonzero(self.h > h_all / k**2) for k in ks], dtype=np.int64)
+            self._choose_subcycles(deeper)
         self.wall_seconds = 0.0
 
     # setup
@@ -314,6 +339,11 @@ class Simulation:
         )
         if np.any(self._loss_initial < 0) or np.any(self._loss_rate < 0):
             raise InvalidScenario("losses must be non-negative")
+        # uniform rain and losses: every active cell has the same remaining initial loss, kept here
+        self._uniform = (f.rain_pattern is None and np.ndim(f.initial_loss_mm) == 0
+                         and np.ndim(f.continuing_loss_mm_h) == 0)
+        self._uniform_initial_left = float(np.asarray(f.initial_loss_mm)) / 1000.0 if self._uniform else 0.0
+        self._uniform_rate = float(np.asarray(f.continuing_loss_mm_h)) / 1000.0 / 3600.0 if self._uniform else 0.0
         self._bkind = np.zeros(2 * ny + 2 * nx, dtype=np.int8)
         self._bstage = np.zeros(2 * ny + 2 * nx)
         self._stage_slices = []
@@ -356,39 +386,124 @@ class Simulation:
 
         return v(t1) - v(t0)
 
-    def _stage_depth_max(self) -> float:
+    def _stage_depth_max(self, t: float) -> float:
         deepest = 0.0
         for sl, series, zmin in self._stage_slices:
-            s = series.at(self.t)
+            s = series.at(t)
             self._bstage[sl] = s
             deepest = max(deepest, s - zmin)
         return deepest
+
+    def _uniform_loss(self, rain: float, dt: float) -> float:
+        """The loss of every cell under uniform rain (the same arithmetic as the per-cell grids)."""
+        il = min(rain, self._uniform_initial_left)
+        self._uniform_initial_left -= il
+        cl = min(rain - il, self._uniform_rate * dt)
+        return il + cl
+
+    def _choose_subcycles(self, deeper: np.ndarray) -> None:
+        """Sub-steps k for the next step: least work per simulated second, 1/k + W n_k / N.
+
+        ``deeper[k - 2]`` counts the cells deeper than h_max / k^2 (those would be sub-cycled, with
+        k times the steps); W = 4 is the cost of a sub-cycled cell with its neighbours relative to a
+        cell of the main step (a serial pass over lists against a parallel pass over rows).
+        """
+        costs = [1.0] + [1.0 / k + 4.0 * n / self._n_active for k, n in enumerate(deeper, start=2)]
+        self._subcycles_wanted = int(np.argmin(costs)) + 1
+
+    def _time_step(self, dt_limit: float):
+        """(dt, sub-steps, sub-cycled faces and cells or None); CFL of the deep cells on the sub-steps only."""
+        p = self.params
+        dx = self.domain.dx
+        h_all = max(self._h_max, self._stage_depth_max(self.t), p.h_min)
+        dt_cfl = p.alpha * dx / math.sqrt(p.g * h_all)
+        dt = min(dt_cfl, p.dt_max, dt_limit)
+        self._h_all = h_all
+        if self._split_depth == math.inf:
+            return dt, 0, None
+        xf, yf, cells, ghost = kernels.subcycle_sets(self._flags, self.domain.z, self._bkind, self._bstage,
+                                                     self._split_depth)
+        if cells.shape[0] == 0:
+            return dt, 0, None
+        # the main step's CFL from the deepest water it still carries (the floodplain), as ever
+        h_main = max(self._h_shallow, ghost, p.h_min)
+        dt = min(p.alpha * dx / math.sqrt(p.g * h_main), p.subcycles * dt_cfl, p.dt_max, dt_limit)
+        n_sub = max(1, math.ceil(dt / dt_cfl - 1e-9))
+        if self._xq.size < xf.shape[0] or self._yq.size < yf.shape[0]:
+            self._xq = np.zeros(2 * xf.shape[0])
+            self._yq = np.zeros(2 * yf.shape[0])
+        return dt, n_sub, (xf, yf, cells)
 
     def step(self, dt_limit: float = math.inf, stats: bool = True) -> float:
         """Advance one adaptive step (at most ``dt_limit`` s); returns the step length."""
         p = self.params
         dx = self.domain.dx
-        h_max = max(self._h_max, self._stage_depth_max(), p.h_min)
-        dt = min(p.alpha * dx / math.sqrt(p.g * h_max), p.dt_max, dt_limit)
+        dt, n_sub, fine = self._time_step(dt_limit)
         rain = self.forcing.rain.depth_m(self.t, self.t + dt) if self.forcing.rain is not None else 0.0
-        s_h, h_max, s_rain, s_loss, s_neg, v_in, v_out, n_limited = kernels.step(
-            self.h, self.domain.z, self.active, self.qx, self.qy, self._qx_new, self._qy_new, self._n2x,
-            self._n2y, self._bkind, self._bstage, self._factor, dt, dx, p.theta, p.h_min, p.g, p.froude_max,
-            rain, self._rain_pattern, self._loss_initial, self._loss_rate, self._row_sums)
+        uniform_loss = self._uniform_loss(rain, dt) if self._uniform and rain > 0.0 else 0.0
+        k_next = self._subcycles_wanted
+        split_next = self._h_all / (k_next * k_next) if k_next > 1 else math.inf
+        if self._thresholds.size:
+            self._thresholds[:] = self._h_all / np.arange(2, p.subcycles + 1) ** 2
+        t_end = self.t + dt
+        kernels.step_momentum(self.h, self.domain.z, self._flags, self.qx, self.qy, self._qx_new, self._qy_new,
+                              self._n2x, self._n2y, self._bkind, self._bstage, dt, dx, p.theta, p.h_min, p.g,
+                              p.froude_max)
+        f_in = f_out = f_neg = 0.0
+        f_limited = 0
+        if fine is not None:
+            # the deep cells' faces in sub-steps, between the main momentum and continuity passes
+            xf, yf, cells = fine
+            sub_dt = dt / n_sub
+            for i in range(n_sub):
+                self._stage_depth_max(self.t + i * sub_dt)
+                v_in, v_out, neg, n_lim = kernels.subcycle_step(
+                    self.h, self.domain.z, self._flags, self.qx, self.qy, xf, yf, cells, self._xq, self._yq,
+                    self._factor, self._n2x, self._n2y, self._bkind, self._bstage, sub_dt, dx, p.theta, p.h_min,
+                    p.g, p.froude_max)
+                f_in += v_in
+                f_out += v_out
+                f_neg += neg
+                f_limited += n_lim
+            self.substeps += n_sub
+        n_limited, s_h, h_max, s_rain, s_loss, s_neg, v_in, v_out, h_shallow = kernels.step_continuity(
+            self.h, self._flags, self._flags_next, self._qx_new, self._qy_new, self._factor, dt, dx, rain,
+            uniform_loss, self._uniform, self._rain_pattern, self._loss_initial, self._loss_rate, split_next,
+            self._thresholds, self._counts, self._row_sums, stats, t_end, self._stat_depths, self.max_depth,
+            self.max_speed, self.max_dv, self.max_hr, self.arrival, self.duration)
+        v_in = v_in * dt * dx + f_in
+        v_out = v_out * dt * dx + f_out
+        s_neg += f_neg
+        n_limited += f_limited
+        if fine is not None:  # the sub-cycled faces' state goes over to the new buffers
+            kernels.copy_faces(self.qx, self.qy, self._qx_new, self._qy_new, fine[0], fine[1])
         self.qx, self._qx_new = self._qx_new, self.qx
         self.qy, self._qy_new = self._qy_new, self.qy
+        if fine is not None and stats:
+            kernels.fine_statistics(self.h, self._flags, self.qx, self.qy, fine[2], t_end, dt, self._stat_depths,
+                                    self.max_depth, self.max_speed, self.max_dv, self.max_hr, self.arrival,
+                                    self.duration)
+        self._flags, self._flags_next = self._flags_next, self._flags
+        self._split_depth = split_next
+        if self._thresholds.size:
+            self._choose_subcycles(self._counts.sum(axis=0))
         self.limited_cell_steps += n_limited
         inflow = 0.0
         area = dx * dx
         for k in range(len(self._inflow_cum)):
-            vol = self._inflow_volume(k, self.t, self.t + dt)
+            vol = self._inflow_volume(k, self.t, t_end)
             r, c = self._inflow_rows[k], self._inflow_cols[k]
             self.h[r, c] += vol / area
             h_max = max(h_max, self.h[r, c])
+            if self.h[r, c] > split_next:
+                self._flags[r, c] |= kernels.SUBCYCLED
+            else:
+                h_shallow = max(h_shallow, self.h[r, c])
             inflow += vol
-        self.t += dt
+        self.t = t_end
         self.steps += 1
         self._h_max = h_max
+        self._h_shallow = h_shallow
         m = self.mass
         m.storage = s_h * area + inflow
         m.rain += s_rain * area
@@ -400,10 +515,6 @@ class Simulation:
         if not math.isfinite(m.storage):
             raise SolverFailure(f"non-finite depth at t = {self.t:.3f} s after {self.steps} steps")
         m.max_relative_error = max(m.max_relative_error, m.relative_error)
-        if stats:
-            kernels.update_statistics(self.h, self.qx, self.qy, self.t, p.vel_depth, p.arrival_depth,
-                                      p.duration_depth, dt, self.max_depth, self.max_speed, self.max_dv,
-                                      self.max_hr, self.arrival, self.duration)
         return dt
 
     def run(self, until: float, *, snapshot_times: Sequence[float] = (), gauges: GaugeRecord | None = None,
