@@ -61,7 +61,7 @@ def _summarize(path, queue):
 
     t = time.perf_counter()
     s = summarize(path, crs=CRS)
-    queue.put((s.point_count, time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
+    queue.put((s.point_count, time.perf_counter() - t, _cpu(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
 
 
 def _tiled(path, outdir, tile_size, per_tile, queue):
@@ -85,7 +85,12 @@ def _tiled(path, outdir, tile_size, per_tile, queue):
     else:
         write_products(TiledRun(grid, srid, mosaic(results, grid), results, info, None), Path(outdir))
     points = sum(r.points for r in results)
-    queue.put((points, time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
+    queue.put((points, time.perf_counter() - t, _cpu(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
+
+
+def _cpu() -> float:
+    use = resource.getrusage(resource.RUSAGE_SELF)
+    return use.ru_utime + use.ru_stime
 
 
 def _child(target, *args):
@@ -113,12 +118,14 @@ def main(argv=None) -> None:
         size_mb = path.stat().st_size / 1e6
         print(f"{path.name}: {n_copies}x{n_copies} copies, {n:,} points, {size_mb:,.0f} MB; "
               f"load average {os.getloadavg()[0]:.2f}")
-        pts, secs, rss = _child(_summarize, str(path))
-        print(f"summarize (chunked pass): {pts:,} points in {secs:.1f} s, peak RSS {rss / 1024:,.0f} MB")
-        pts, secs, rss = _child(_tiled, str(path), tmp, args.tile_size, args.per_tile)
+        pts, secs, cpu, rss = _child(_summarize, str(path))
+        print(f"summarize (chunked pass): {pts:,} points in {secs:.1f} s wall, {cpu:.1f} s CPU, "
+              f"peak RSS {rss / 1024:,.0f} MB")
+        pts, secs, cpu, rss = _child(_tiled, str(path), tmp, args.tile_size, args.per_tile)
         mode = "per-tile COGs + VRT" if args.per_tile else "in-memory mosaic"
         print(f"tiled pipeline ({mode}), {args.tile_size:.0f} m tiles, sequential: {pts:,} points in {secs:.1f} s "
-              f"({pts / secs:,.0f} pts/s wall), peak RSS {rss / 1024:,.0f} MB; load average {os.getloadavg()[0]:.2f}")
+              f"({pts / secs:,.0f} pts/s wall; {cpu:.1f} s CPU, {pts / cpu:,.0f} pts/s CPU), "
+              f"peak RSS {rss / 1024:,.0f} MB; load average {os.getloadavg()[0]:.2f}")
     print(f"temporary file deleted: {not path.exists()}")
 
 
