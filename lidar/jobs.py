@@ -61,16 +61,17 @@ def submit_processing_job(conn, *, sources: list[dict], prefix: str, tile_size: 
 
 
 class _Progress:
-    """Writes job.progress (percent) at most once per whole percent, each in its own transaction."""
+    """Writes job.progress (percent) and stage at most once per whole percent or new stage, each in its
+    own transaction."""
 
     def __init__(self, engine: Engine, job_id: int):
-        self.engine, self.job_id, self.last = engine, job_id, -1
+        self.engine, self.job_id, self.last = engine, job_id, None
 
     def __call__(self, fraction: float, stage: str) -> None:
         pct = int(fraction * 100)
-        if pct == self.last:
+        if (pct, stage) == self.last:
             return
-        self.last = pct
+        self.last = (pct, stage)
         with self.engine.begin() as conn:
             conn.execute(update(job).where(job.c.id == self.job_id).values(progress=min(pct, 99), message=stage))
 
@@ -255,17 +256,28 @@ def work(engine: Engine, outdir, *, once: bool = False, poll_seconds: float = 2.
 
 
 def run_ingest_job(engine: Engine, job_id: int, outdir, *, scheduler: str | None = None,
-                   n_workers: int | None = None, processes: bool = True, chunk_size: int = DEFAULT_CHUNK_SIZE) -> dict:
-    """Validate, process and register one ingest (see the module doc); returns the job's result."""
+                   n_workers: int | None = None, processes: bool = True, chunk_size: int = DEFAULT_CHUNK_SIZE,
+                   on_progress=None) -> dict:
+    """Validate, process and register one ingest (see the module doc); returns the job's result.
+
+    ``on_progress(fraction, stage)`` is called after each progress write to the job row.
+    """
     with engine.begin() as conn:
         row = conn.execute(select(job.c.params, job.c.owner).where(job.c.id == job_id, job.c.kind == INGEST_KIND)
                            ).one_or_none()
         if row is None:
             raise NotFound(f"no LiDAR ingest job {job_id}")
-        conn.execute(update(job).where(job.c.id == job_id).values(status="running", message="running"))
+        conn.execute(update(job).where(job.c.id == job_id).values(
+            status="running", message="running", started_at=func.coalesce(job.c.started_at, func.now())))
     p = row.params
     workdir = Path(outdir) / f"job_{job_id}"
-    progress = _Progress(engine, job_id)
+    record = _Progress(engine, job_id)
+
+    def progress(fraction: float, stage: str) -> None:
+        record(fraction, stage)
+        if on_progress is not None:
+            on_progress(fraction, stage)
+
     try:
         result = _ingest(engine, job_id, p, row.owner or "system", workdir, progress, chunk_size=chunk_size,
                          scheduler=scheduler, n_workers=n_workers, processes=processes)
@@ -293,7 +305,7 @@ def _ingest(engine: Engine, job_id: int, p: dict, owner: str, workdir: Path, pro
         check_not_indexed(conn, source.path)
     run = run_tiled([source], workdir, tile_size=p["tile_size"], resolution=p["resolution"], target_srid=CITY_SRID,
                     scheduler=scheduler, n_workers=n_workers, processes=processes, chunk_size=chunk_size,
-                    progress=lambda f, stage: progress(0.1 + 0.7 * f, stage))
+                    progress=lambda f, stage: progress(0.1 + 0.7 * f, "rasters" if stage == "done" else stage))
     progress(0.8, "buildings")
     x, y, z, nret, dtm, grid = elevated_points(run, [source], chunk_size=chunk_size)
     cls = np.ones(len(x), np.uint8)  # every kept point is > min_height above the DTM: not ground

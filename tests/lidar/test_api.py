@@ -92,7 +92,22 @@ def test_upload_is_processed_by_the_worker_and_indexed(lidar_app, lidar_client, 
     self_url = next(link["href"] for link in job["links"] if link["rel"] == "self")
     assert _counts(catalogue) == (0, 0, 0, 0)  # queued: nothing registered yet
 
-    assert _run_worker(lidar_app, catalogue) == 1
+    # the job as a client polling it sees it at every progress write: running, percent rising, each stage
+    seen = []
+
+    def poll(fraction, stage):
+        now = lidar_client.get(self_url, headers=auth(planner)).json
+        seen.append((now["status"], now["progress"], now["message"]))
+
+    assert jobs.claim_next(catalogue) == job["id"]
+    jobs.run_ingest_job(catalogue, job["id"], lidar_app.extensions["gisserver"].settings.var_dir / "lidar" / "jobs",
+                        processes=False, n_workers=1, on_progress=poll)
+    assert {s[0] for s in seen} == {"running"} and 0 < len(seen)
+    assert [p for _, p, _ in seen] == sorted(p for _, p, _ in seen) and 0 < seen[-2][1] < 100
+    stages = [m for _, _, m in seen]
+    assert [m for i, m in enumerate(stages) if m not in stages[:i]] == [
+        "validate", "retile", "tiles", "rasters", "buildings", "register"], stages
+    assert _run_worker(lidar_app, catalogue) == 0  # nothing left in the queue
     done = lidar_client.get(self_url, headers=auth(planner)).json
     assert done["status"] == "succeeded" and done["progress"] == 100, done
     result = done["result"]
