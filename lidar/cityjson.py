@@ -4,7 +4,8 @@ Every building becomes a closed prism from its ground height (p10) to its LoD1 r
 (p70) over its footprint: bottom face, top face and one wall per edge (holes included), oriented
 so that normals point outwards (exterior rings counter-clockwise seen from above). A building
 whose roof model (``lidar.roofs``) reached LoD2 also gets an LoD2 Solid with semantic surfaces
-(RoofSurface, WallSurface, GroundSurface) next to the LoD1 one; the GLB uses LoD2 when present.
+(RoofSurface, WallSurface, GroundSurface) next to the LoD1 one, or, when its roof has vertical
+steps, one BuildingPart child per part with its LoD2 Solid; the GLB uses LoD2 when present.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from shapely.geometry.polygon import orient
 
 from gisserver.crs import srid_to_epsg
 from lidar.buildings import Building
-from lidar.roofs import lod2_shells, lod2_triangles
+from lidar.roofs import RoofModel, lod2_surfaces, lod2_triangles
 
 CITYJSON_VERSION = "2.0"
 
@@ -77,11 +78,21 @@ def to_cityjson(buildings: list[Building], srid: int, *, id_prefix: str = "lidar
             attributes["lidar_date"] = lidar_date
         geometry = [{"type": "Solid", "lod": "1",
                      "boundaries": [prism_surfaces(b.footprint, b.ground_p10, b.roof_p70, add_vertex)]}]
-        if b.roof is not None:
-            attributes.update(_roof_attributes(b))
-            if b.roof.lod2:
-                geometry.append(_lod2_solid(b, add_vertex))
-        objects[f"{id_prefix}-{i}"] = {"type": "Building", "attributes": attributes, "geometry": geometry}
+        oid = f"{id_prefix}-{i}"
+        objects[oid] = {"type": "Building", "attributes": attributes, "geometry": geometry}
+        if b.roof is None:
+            continue
+        attributes.update(_roof_attributes(b.roof))
+        if b.roof.parts:
+            # a roof with vertical steps: one BuildingPart (own LoD2 Solid) per part, as CityGML does
+            # for segments of different heights
+            objects[oid]["children"] = [f"{oid}-part-{k}" for k in range(1, len(b.roof.parts) + 1)]
+            for pid, (poly, part) in zip(objects[oid]["children"], b.roof.parts, strict=True):
+                objects[pid] = {"type": "BuildingPart", "parents": [oid],
+                                "attributes": {"footprint_area": round(poly.area, 2), **_roof_attributes(part)},
+                                "geometry": [_lod2_solid(part, b.ground_p10, add_vertex)]}
+        elif b.roof.lod2:
+            geometry.append(_lod2_solid(b.roof, b.ground_p10, add_vertex))
     return {
         "type": "CityJSON",
         "version": CITYJSON_VERSION,
@@ -95,9 +106,8 @@ def to_cityjson(buildings: list[Building], srid: int, *, id_prefix: str = "lidar
 SEMANTIC_TYPES = ("RoofSurface", "WallSurface", "GroundSurface")
 
 
-def _roof_attributes(b: Building) -> dict:
+def _roof_attributes(roof: RoofModel) -> dict:
     """How the roof was modelled: ``lod2_status`` is "lod2" or why the building stayed LoD1."""
-    roof = b.roof
     out = {"lod2_status": roof.reason, "roof_points": roof.point_count}
     if roof.planes:
         out["roof_explained"] = round(roof.explained, 3)
@@ -106,17 +116,14 @@ def _roof_attributes(b: Building) -> dict:
     return out
 
 
-def _lod2_solid(b: Building, add_vertex) -> dict:
-    """A Solid, or a MultiSolid of the building's parts (split at vertical roof steps)."""
-    shells, values = [], []
-    for surfaces in lod2_shells(b.roof, b.ground_p10):
-        shells.append([[[add_vertex(x, y, z) for x, y, z in ring] for ring in rings] for _, rings in surfaces])
-        values.append([SEMANTIC_TYPES.index(kind) for kind, _ in surfaces])
-    semantics = {"surfaces": [{"type": t} for t in SEMANTIC_TYPES]}
-    if len(shells) == 1:
-        return {"type": "Solid", "lod": "2.0", "boundaries": shells, "semantics": {**semantics, "values": values}}
-    return {"type": "MultiSolid", "lod": "2.0", "boundaries": [[s] for s in shells],
-            "semantics": {**semantics, "values": [[v] for v in values]}}
+def _lod2_solid(roof: RoofModel, ground: float, add_vertex) -> dict:
+    """The LoD2 Solid of one continuous roof model, with semantic surfaces."""
+    shell, values = [], []
+    for kind, rings in lod2_surfaces(roof, ground):
+        shell.append([[add_vertex(x, y, z) for x, y, z in ring] for ring in rings])
+        values.append(SEMANTIC_TYPES.index(kind))
+    return {"type": "Solid", "lod": "2.0", "boundaries": [shell],
+            "semantics": {"surfaces": [{"type": t} for t in SEMANTIC_TYPES], "values": [values]}}
 
 
 def write_cityjson(path, buildings: list[Building], srid: int, **kwargs) -> Path:

@@ -114,6 +114,8 @@ class RoofModel:
     surface_mae: float = float("nan")
     #: building parts split at vertical steps, each with its own roof model (empty: one part)
     parts: list[tuple[Polygon, RoofModel]] = field(default_factory=list)
+    #: "max-min" (max over groups of min over planes) or "min-max" (min over groups of max)
+    form: str = "max-min"
 
     @property
     def roof_type(self) -> str:
@@ -152,6 +154,8 @@ class RoofModel:
         dy = np.asarray(y, dtype=np.float64) - self.origin[1]
         heights = [p.z(dx, dy) for p in self.planes]
         groups = self.groups or [list(range(len(self.planes)))]
+        if self.form == "min-max":
+            return np.min([np.max([heights[i] for i in g], axis=0) for g in groups], axis=0)
         return np.max([np.min([heights[i] for i in g], axis=0) for g in groups], axis=0)
 
 
@@ -311,9 +315,10 @@ def plane_segments(dx, dy, z, params: RoofParams) -> list[tuple[RoofPlane, np.nd
     return kept
 
 
-def refit_planes(planes: list[RoofPlane], groups, dx, dy, z, params: RoofParams) -> list[RoofPlane]:
+def refit_planes(planes: list[RoofPlane], groups, dx, dy, z, params: RoofParams,
+                 form: str = "max-min") -> list[RoofPlane]:
     """Each chosen plane refitted (least squares) on the points it explains in the model."""
-    model = RoofModel(False, "", (0.0, 0.0), planes, groups)
+    model = RoofModel(False, "", (0.0, 0.0), planes, groups, form=form)
     surface = model.envelope(dx, dy)
     heights = np.array([p.z(dx, dy) for p in planes])
     owner = np.argmin(np.abs(heights - surface), axis=0)
@@ -325,9 +330,13 @@ def refit_planes(planes: list[RoofPlane], groups, dx, dy, z, params: RoofParams)
     return out
 
 
-def _best_move(heights, groups, group_z, free, z, tolerance, explained):
-    """The move that explains most points: ("add", group, plane), ("new", plane) or ("pair", p, q)."""
-    n = heights.shape[1]
+def _best_move(heights, groups, group_z, planes_ok, z, tolerance, explained):
+    """The move that explains most points: ("add", group, plane), ("new", plane) or ("pair", p, q).
+
+    ``planes_ok(*indices)`` tells whether the planes may be used (the budget of distinct planes).
+    A plane may serve several groups: min(A, max(B, C)) is max(min(A, B), min(A, C)).
+    """
+    n, k = heights.shape[1], heights.shape[0]
     below = np.full(n, -np.inf)
     current = group_z.max(axis=0) if len(groups) else below
 
@@ -337,15 +346,21 @@ def _best_move(heights, groups, group_z, free, z, tolerance, explained):
     best, best_count = None, explained
     for g in range(len(groups)):
         others = np.delete(group_z, g, axis=0).max(axis=0) if len(groups) > 1 else below
-        for i in free:
+        for i in range(k):
+            if i in groups[g] or not planes_ok(i):
+                continue
             c = count(np.maximum(others, np.minimum(group_z[g], heights[i])))
             if c > best_count:
                 best, best_count = ("add", g, i), c
-    for a, i in enumerate(free):
+    for i in range(k):
+        if not planes_ok(i):
+            continue
         c = count(np.maximum(current, heights[i]))
-        if c > best_count:
+        if c > best_count and [i] not in groups:
             best, best_count = ("new", i), c
-        for j in free[a + 1:]:
+        for j in range(i + 1, k):
+            if not planes_ok(i, j):
+                continue
             c = count(np.maximum(current, np.minimum(heights[i], heights[j])))
             if c > best_count:
                 best, best_count = ("pair", i, j), c
@@ -362,9 +377,12 @@ def select_model(planes: list[RoofPlane], dx, dy, z, params: RoofParams) -> tupl
     group_z = np.zeros((0, len(z)))
     explained = 0
     used: set[int] = set()
-    while len(used) < params.max_planes:
-        free = [i for i in range(len(planes)) if i not in used]
-        best, best_count = _best_move(heights, groups, group_z, free, z, params.tolerance, explained)
+
+    def planes_ok(*indices):
+        return len(used | set(indices)) <= params.max_planes
+
+    for _ in range(4 * params.max_planes):
+        best, best_count = _best_move(heights, groups, group_z, planes_ok, z, params.tolerance, explained)
         if best is None or best_count - explained < params.min_points:
             break
         if best[0] == "add":
@@ -548,12 +566,22 @@ def _fit_part(footprint: Polygon, ground: float, x, y, z, params: RoofParams, be
     if n < params.min_roof_points:
         return RoofModel(False, f"{n} roof points (fewer than {params.min_roof_points})", origin, point_count=n)
     dx, dy = x - origin[0], y - origin[1]
-    planes, groups = select_model(segment_planes(dx, dy, z, params), dx, dy, z, params)
+    candidates = segment_planes(dx, dy, z, params)
+    planes, groups = select_model(candidates, dx, dy, z, params)
     if not planes:
         return RoofModel(False, "no roof plane", origin, point_count=n)
-    planes = refit_planes(planes, groups, dx, dy, z, params)
-    model = RoofModel(False, "", origin, planes, groups, point_count=n)
+    model = RoofModel(False, "", origin, refit_planes(planes, groups, dx, dy, z, params), groups, point_count=n)
     _score(model, dx, dy, z, params)
+    if model.explained < params.min_explained:
+        # the dual form, min over groups of max (a ring of gables round a courtyard): min-max of the
+        # planes is minus the max-min of the negated planes
+        negated = [RoofPlane(-p.a, -p.b, -p.c, p.support) for p in candidates]
+        planes, groups = select_model(negated, dx, dy, -z, params)
+        planes = [RoofPlane(-p.a, -p.b, -p.c, p.support) for p in planes]
+        dual = RoofModel(False, "", origin, refit_planes(planes, groups, dx, dy, z, params, "min-max"), groups,
+                         point_count=n, form="min-max")
+        _score(dual, dx, dy, z, params)
+        model = dual if dual.explained > model.explained else model
     if model.explained < params.min_explained and not best_effort:
         model.reason = f"planes explain {model.explained:.0%} of the roof points"
         return model
