@@ -22,9 +22,12 @@ def _settings() -> Settings:
 
 def _engine(start_embedded: bool = True):
     from gisserver.db import make_engine, resolve_database_url
+    from tiles.cache import record_changes_of
 
     settings = _settings()
-    return make_engine(resolve_database_url(settings, start_embedded=start_embedded), pool_size=2)
+    engine = make_engine(resolve_database_url(settings, start_embedded=start_embedded), pool_size=2)
+    record_changes_of(engine, settings.var_dir)  # layer edits from the CLI invalidate only the tiles they touch
+    return engine
 
 
 @click.group(cls=GISGroup)
