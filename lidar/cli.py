@@ -93,3 +93,37 @@ def process(paths, outdir, prefix, crs, vertical_datum, tile_size, resolution, n
     finally:
         engine.dispose()
 
+
+
+@lidar.command("city-model")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--out", "outdir", required=True, type=click.Path(file_okay=False), help="output folder")
+@click.option("--crs", default=None, help="CRS to declare when the file has none")
+@click.option("--vertical-datum", default=None)
+@click.option("--native", is_flag=True, help="keep the file's own CRS instead of the city CRS")
+@click.option("--lod2/--lod1-only", default=True, show_default=True, help="fit LoD2 roofs")
+def city_model(path, outdir, crs, vertical_datum, native, lod2):
+    """3D city model of a district file: CityJSON 2.0 (LoD1 + LoD2) and a 3D Tiles tileset with its GLB."""
+    from pathlib import Path
+
+    from tqdm import tqdm
+
+    from gisserver.crs import CITY_SRID
+    from lidar.cityjson import write_3dtiles, write_cityjson
+    from lidar.citymodel import city_model as build
+
+    with tqdm(total=100, unit="%", file=sys.stderr) as bar:
+
+        def report(fraction, stage):
+            bar.n = int(fraction * 100)
+            bar.set_description(stage)
+            bar.refresh()
+
+        model = build(path, crs=crs, vertical_datum=vertical_datum, target_srid=None if native else CITY_SRID,
+                      lod2=lod2, progress=report)
+    out = Path(outdir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_cityjson(out / "buildings.city.json", model.buildings, model.srid)
+    write_3dtiles(out, model.buildings, model.srid)
+    click.echo(json.dumps({"srid": model.srid, "vertical_datum": model.vertical_datum, **model.statistics,
+                           "files": ["buildings.city.json", "tileset.json", "buildings.glb"]}, indent=2))
