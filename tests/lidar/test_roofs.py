@@ -453,3 +453,23 @@ def test_courtyard_building_keeps_its_courtyard():
                if kind == "GroundSurface"]
     ground_area = sum(abs(Polygon([p[:2] for p in g[0]], [[p[:2] for p in r] for r in g[1:]]).area) for g in grounds)
     assert ground_area == pytest.approx(footprint.area, abs=0.05)
+
+
+def test_city_model_command_writes_lod2_cityjson_and_3dtiles(ahn3_path, tmp_path):
+    """``gisserver lidar city-model`` on the Delft file (CRS declared, kept native): the CityJSON holds
+    LoD1 for every building and LoD2 where the roofs allowed it; the tileset points at its GLB."""
+    from click.testing import CliRunner
+
+    from lidar.cli import lidar
+
+    result = CliRunner().invoke(lidar, ["city-model", str(ahn3_path), "--out", str(tmp_path), "--crs", "EPSG:28992",
+                                        "--vertical-datum", "NAP", "--native"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout[result.stdout.index("{"):])
+    assert summary["srid"] == 28992 and summary["vertical_datum"] == "NAP"
+    assert summary["buildings"] == 7 and summary["lod2"] >= 2
+    doc = json.loads((tmp_path / "buildings.city.json").read_text())
+    lods = Counter(g["lod"] for o in doc["CityObjects"].values() for g in o["geometry"])
+    assert lods["1"] == 7 and lods["2.0"] >= 2
+    tileset = json.loads((tmp_path / "tileset.json").read_text())
+    assert tileset["root"]["content"]["uri"] == "buildings.glb" and (tmp_path / "buildings.glb").stat().st_size > 1000
