@@ -16,6 +16,7 @@ import numpy as np
 from rio_tiler.colormap import cmap
 from rio_tiler.errors import TileOutsideBounds
 from rio_tiler.io import Reader
+from rasterio.transform import Affine
 from rio_tiler.models import ImageData
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
@@ -140,14 +141,21 @@ def colourise(values: np.ndarray, valid: np.ndarray, ramp: Ramp) -> tuple[np.nda
     return rgb, (alpha * 255).astype("uint8")
 
 
+#: any non-identity pixel transform: an image written without one makes rasterio warn
+#: (NotGeoreferencedWarning), and the filter rio-tiler sets against that warning is process-wide
+#: state that concurrent tile requests in other threads reset (warnings.catch_warnings is not
+#: thread-safe), so the warning then escapes; the image bytes are the same
+_IMAGE_TRANSFORM = Affine(1.0, 0.0, 0.0, 0.0, -1.0, float(TILE_SIZE))
+
+
 def encode(rgb: np.ndarray, alpha: np.ndarray, fmt: str) -> bytes:
     """PNG/WebP with alpha; JPEG (no alpha) on white."""
     driver = FORMATS[fmt][0]
     if driver == "JPEG":
         flat = np.where(alpha[None, :, :] > 0, rgb, 255).astype("uint8")
-        return ImageData(flat).render(add_mask=False, img_format="JPEG")
+        return ImageData(flat).render(add_mask=False, img_format="JPEG", transform=_IMAGE_TRANSFORM)
     data = np.concatenate([rgb, alpha[None, :, :]], axis=0)
-    return ImageData(data).render(add_mask=False, img_format=driver)
+    return ImageData(data).render(add_mask=False, img_format=driver, transform=_IMAGE_TRANSFORM)
 
 
 # --- tiles -------------------------------------------------------------------------------------
