@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from rasterio.transform import Affine
 from rio_tiler.colormap import cmap
 from rio_tiler.errors import TileOutsideBounds
 from rio_tiler.io import Reader
-from rasterio.transform import Affine
 from rio_tiler.models import ImageData
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
