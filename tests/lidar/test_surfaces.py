@@ -219,3 +219,19 @@ def test_tin_backends_agree_on_random_points():
     np.testing.assert_allclose(a[np.isfinite(a)], b[np.isfinite(b)], atol=1e-9)
     with pytest.raises(ValueError, match="unknown TIN backend"):
         tin_surface(x, y, z, grid, backend="nope")
+
+
+def test_tin_degenerate_inputs():
+    grid = GridSpec.covering((0, 0, 10, 10), 1.0)
+    # collinear points: no triangle, nothing interpolated (the membrane fills such gaps later)
+    line = np.arange(5.0)
+    assert np.isnan(tin_surface(line, line, line, grid)).all()
+    # a repeated point (same x, y): one vertex, the lowest height kept
+    x = np.array([1.0, 9.0, 1.0, 1.0])
+    y = np.array([1.0, 1.0, 9.0, 1.0])
+    z = np.array([5.0, 0.0, 0.0, 1.0])
+    surface = tin_surface(x, y, z, grid)
+    rows, cols = grid.cell_index(np.array([1.5]), np.array([1.5]))
+    # barycentric weight of the corner (1, 1) at the cell centre (1.5, 1.5): 1 - 0.5/8 - 0.5/8
+    assert surface[rows[0], cols[0]] == pytest.approx(1.0 * 0.875, abs=1e-9)
+    assert np.nanmax(surface) <= 1.0
