@@ -1,28 +1,37 @@
 """Flood solver benchmarks: throughput, the 1 km2 design-storm run, and ANUGA side by side.
 
-    .venv/bin/python bench/flood_solver.py [throughput] [design] [anuga]
+    .venv/bin/python bench/flood_solver.py [throughput] [design] [anuga|stoker|urban]
 
-* throughput: cell-updates per second on one core (the solver is single-threaded), from CPU time
-  and from wall time, on a 500 x 500 wet urban grid;
+* throughput: cell-updates per second on a 500 x 500 urban grid one minute into the storm, one
+  time step for all cells (no sub-cycling): the kernels before this version (``flood_reference``,
+  one thread) as the baseline, then these kernels on one thread (per-core figure, CPU time) and
+  on all threads (wall time), with their ratios;
 * design: 1 km2 at 2 m (250,000 cells), 10-year 3-hour TCVN 7957 storm with the Phú An tide
-  entering a canal, buildings blocked, 3 simulated hours;
-* anuga: the same urban domain (cut to 200 m x 200 m so ANUGA finishes) at the same 2 m
+  entering a 3.6 m deep canal, buildings blocked, 3 simulated hours with the default parameters
+  (deep cells sub-cycled, all threads); before it, the first 10 simulated minutes with the
+  baseline kernels and with these, as the ratio measured in the same run;
+* anuga: the same urban domain (cut to 100 m x 100 m so ANUGA finishes) at the same 2 m
   resolution (ANUGA: 4 triangles per cell), and Stoker's dam break with both models against the
-  analytic solution; prints wall times, their ratio and the errors.
+  analytic solution; prints CPU times, their ratio and the errors.
 
-Figures are printed, never asserted (the machine is shared).
+Figures are printed, never asserted (the machine is shared: the load average is printed too).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
+import numba
 import numpy as np
 
 from flood import analytic, scenarios
 from flood.screening import screen_ponding
 from flood.solver import Boundary, Domain, Forcing, Simulation, SolverParams
+
+sys.path.insert(0, os.path.dirname(__file__))
+import flood_reference  # noqa: E402  (the kernels before this version: the baseline)
 
 
 def urban_terrain(n: int, dx: float = 2.0, seed: int = 2026):
@@ -49,7 +58,7 @@ def urban_terrain(n: int, dx: float = 2.0, seed: int = 2026):
     return z, manning, blocked
 
 
-def design_run(n: int, dx: float, *, buildings_as_walls: bool = True):
+def design_run(n: int, dx: float, *, buildings_as_walls: bool = True, params: SolverParams | None = None):
     z, manning, blocked = urban_terrain(n, dx)
     scenario = scenarios.DEFAULT_SCENARIOS["design-10y"]
     tide = scenario.tide_series()
@@ -59,34 +68,70 @@ def design_run(n: int, dx: float, *, buildings_as_walls: bool = True):
     if not buildings_as_walls:
         z = np.where(blocked, z + 10.0, z)
         blocked = None
-    sim = Simulation(Domain(z, dx, manning=manning, blocked=blocked), forcing, water_level=tide.at(0.0))
+    sim = Simulation(Domain(z, dx, manning=manning, blocked=blocked), forcing, params, water_level=tide.at(0.0))
     return sim, forcing
 
 
-def bench_throughput(n: int = 500, steps: int = 400) -> None:
-    sim, _ = design_run(n, 2.0)
-    sim.run(60.0)  # compile (cached) and wet the grid
-    wall0, cpu0, s0 = time.perf_counter(), time.process_time(), sim.steps
-    while sim.steps - s0 < steps:
-        sim.step(stats=True)
-    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
-    updates = (sim.steps - s0) * sim.domain.z.size
-    print(f"throughput  {n}x{n} cells, {sim.steps - s0} steps: {updates / cpu:.3e} cell-updates/s per core "
-          f"(CPU time), {updates / wall:.3e} /s (wall), {cpu / (sim.steps - s0) * 1e3:.2f} ms/step")
+def _load() -> str:
+    return "load average {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
 
 
-def bench_design(n: int = 500, dx: float = 2.0, duration_s: float = 3 * 3600.0) -> None:
+def bench_throughput(n: int = 500, steps: int = 200) -> None:
+    plain = SolverParams(subcycles=1)
+    threads = numba.config.NUMBA_NUM_THREADS
+    print(f"throughput  {n}x{n} cells one minute into the storm, {steps} steps ({_load()}, {threads} threads)")
+    sim, _ = design_run(n, 2.0, params=plain)
+    sim.run(60.0)
+    flood_reference.reference_run(sim, sim.t + 1.0)  # compile (cached)
+    cpu0, t0 = time.process_time(), sim.t
+    n_ref = 0
+    while n_ref < steps:
+        n_ref += flood_reference.reference_run(sim, sim.t + 2.0)
+    base = n_ref * sim.domain.z.size / (time.process_time() - cpu0)
+    print(f"  baseline kernels, 1 thread: {base:.3e} cell-updates/s per core (CPU time, {sim.t - t0:.0f} s simulated)")
+    results = {}
+    for n_threads in sorted({1, threads}):
+        numba.set_num_threads(n_threads)
+        sim, _ = design_run(n, 2.0, params=plain)
+        sim.run(60.0)
+        wall0, cpu0, s0 = time.perf_counter(), time.process_time(), sim.steps
+        while sim.steps - s0 < steps:
+            sim.step(stats=True)
+        wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+        updates = (sim.steps - s0) * sim.domain.z.size
+        results[n_threads] = (updates / cpu, updates / wall)
+        print(f"  these kernels, {n_threads} thread(s): {updates / cpu:.3e} cell-updates/s per CPU-second, "
+              f"{updates / wall:.3e} /s wall, {wall / (sim.steps - s0) * 1e3:.2f} ms/step wall")
+    numba.set_num_threads(threads)
+    print(f"  per core (1 thread, CPU time) vs baseline: {results[1][0] / base:.2f}x; "
+          f"{threads} threads wall vs 1 thread wall: {results[threads][1] / results[1][1]:.2f}x")
+
+
+def bench_design(n: int = 500, dx: float = 2.0, duration_s: float = 3 * 3600.0, window_s: float = 600.0) -> None:
+    print(f"design  ({_load()}, {numba.config.NUMBA_NUM_THREADS} threads)")
+    sim, _ = design_run(n, dx)
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    ref_steps = flood_reference.reference_run(sim, window_s)
+    ref_cpu, ref_wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    sim, _ = design_run(n, dx)
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    sim.run(window_s)
+    new_cpu, new_wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    print(f"  first {window_s:.0f} s simulated: baseline kernels, one step for all cells: {ref_steps} steps, "
+          f"wall {ref_wall:.1f} s, CPU {ref_cpu:.1f} s; these (sub-cycled, all threads): {sim.steps} steps + "
+          f"{sim.substeps} sub-steps, wall {new_wall:.1f} s, CPU {new_cpu:.1f} s; "
+          f"ratio wall {ref_wall / new_wall:.2f}x, CPU {ref_cpu / new_cpu:.2f}x", flush=True)
     t0 = time.perf_counter()
     sim, _ = design_run(n, dx)
     last = [0.0]
 
     def progress(fraction, t):
-        if fraction - last[0] >= 0.02 or fraction >= 1.0:
+        if fraction - last[0] >= 0.05 or fraction >= 1.0:
             last[0] = fraction
             cpu = time.process_time() - cpu0
             print(f"  {fraction * 100:5.1f} %  t = {t:7.0f} s  wall {time.perf_counter() - t0:6.1f} s  "
-                  f"CPU {cpu:6.1f} s  {sim.steps} steps  {sim.cell_updates / cpu:.3e} cell-updates/s per core  "
-                  f"mass error {sim.mass.max_relative_error:.1e}", flush=True)
+                  f"CPU {cpu:6.1f} s  {sim.steps} steps + {sim.substeps} sub-steps  "
+                  f"mass error {sim.mass.max_relative_error:.1e}  {_load()}", flush=True)
 
     cpu0 = time.process_time()
     sim.run(duration_s, progress=progress, report_every=5.0)
@@ -95,7 +140,7 @@ def bench_design(n: int = 500, dx: float = 2.0, duration_s: float = 3 * 3600.0) 
     flooded = float(np.sum(sim.max_depth > 0.1)) * dx * dx
     print(f"design  {n * dx / 1000:.1f} km x {n * dx / 1000:.1f} km at {dx} m, {duration_s / 3600:.1f} h "
           f"(10-year storm {sim.forcing.rain.total_mm:.0f} mm + tide): wall {wall:.1f} s, CPU {cpu:.1f} s, "
-          f"{sim.steps} steps, {sim.cell_updates / cpu:.3e} cell-updates/s per core")
+          f"{sim.steps} steps + {sim.substeps} sub-steps of the deep cells ({_load()})")
     print(f"  mass balance: max relative error {m.max_relative_error:.2e}, rain {m.rain:.0f} m3, "
           f"losses {m.losses:.0f} m3, tide in {m.boundary_in:.0f} m3 / out {m.boundary_out:.0f} m3")
     print(f"  max depth {np.nanmax(sim.max_depth):.2f} m, area deeper than 0.1 m: {flooded / 1e4:.2f} ha")
@@ -230,6 +275,10 @@ def warm_up() -> None:
                                                             boundaries=[Boundary("west", "stage",
                                                                                  scenarios.phu_an_tide(60))]))
     sim.run(30.0)
+    flood_reference.reference_run(Simulation(Domain(np.zeros((4, 4)), 1.0), Forcing(rain=scenarios.design_storm(2))),
+                                  5.0)
+    sim, _ = design_run(210, 2.0)  # the parallel kernels and the sub-cycling ones
+    sim.run(120.0)
 
 
 def main(argv: list[str]) -> None:
