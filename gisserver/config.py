@@ -104,6 +104,13 @@ class Settings:
             _paths,
         ),
     )
+    lidar_max_ingest_km2: float = field(
+        default=2.0,
+        metadata=_meta("GISSERVER_LIDAR_MAX_INGEST_KM2",
+                       "Largest area (header bounds, km2) of a LAS/LAZ file the HTTP ingest processes; its rasters "
+                       "and building grids are held in memory. Larger files: `gisserver lidar process --per-tile`.",
+                       float),
+    )
     lidar_export_max_buildings: int = field(
         default=5000,
         metadata=_meta("GISSERVER_LIDAR_EXPORT_MAX_BUILDINGS",
