@@ -28,7 +28,7 @@ from sqlalchemy.engine import Engine
 
 from gisserver import audit
 from gisserver.crs import CITY_SRID
-from gisserver.errors import Conflict, GISError, InvalidFile, NotFound
+from gisserver.errors import Conflict, GISError, InvalidFile, InvalidInput, NotFound
 from gisserver.schema import job, raster
 from lidar.buildings import BuildingParams, detect_buildings
 from lidar.catalogue import footprint_in_city_crs, register_products
@@ -141,12 +141,13 @@ def _fail(engine: Engine, job_id: int, exc: GISError, tile_size: float) -> None:
 # --- ingest jobs (HTTP upload or server-side path) --------------------------------------------------
 
 
-def preflight(path, *, crs=None, vertical_datum: str | None = None) -> LidarFile:
+def preflight(path, *, crs=None, vertical_datum: str | None = None, max_area_km2: float | None = None) -> LidarFile:
     """The checks that need no pass over the points, so that a request can answer 400 at once.
 
     Header and VLRs, the CRS (in the file or declared: ``MissingCRS`` otherwise), an uncompressed
-    file's size, a LAZ file's chunk table (a truncated LAZ has lost it), points present, and the
-    cloud inside the city CRS's area of use. Corruption inside the compressed points is found by
+    file's size, a LAZ file's chunk table (a truncated LAZ has lost it), points present, the
+    cloud inside the city CRS's area of use and, with ``max_area_km2``, its header extent (the
+    ingest holds the area's grids in memory). Corruption inside the compressed points is found by
     the job's first pass, which then registers nothing.
     """
     cloud = open_cloud(path, crs=crs, vertical_datum=vertical_datum)
@@ -154,6 +155,15 @@ def preflight(path, *, crs=None, vertical_datum: str | None = None) -> LidarFile
         raise InvalidFile(f"{cloud.path.name}: the file holds no points")
     _check_laz_chunk_table(cloud)
     cloud.check_area_of_use(CITY_SRID)
+    if max_area_km2 is not None:
+        x0, y0, x1, y1 = cloud.bounds(CITY_SRID)
+        area = (x1 - x0) * (y1 - y0) / 1e6
+        if area > max_area_km2:
+            raise InvalidInput(
+                f"{cloud.path.name} covers {area:.2f} km2, more than the {max_area_km2:g} km2 an HTTP ingest "
+                "processes; split it or run `gisserver lidar process --per-tile` on the server",
+                details={"area_km2": round(area, 3), "limit_km2": max_area_km2},
+            )
     return cloud
 
 

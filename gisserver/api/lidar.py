@@ -121,7 +121,8 @@ def upload():
         values.update(form)
         _check_suffix(filename)
         options = _ingest_options(values)
-        jobs.preflight(path, crs=options["crs"], vertical_datum=options["vertical_datum"])
+        jobs.preflight(path, crs=options["crs"], vertical_datum=options["vertical_datum"],
+                       max_area_km2=services().settings.lidar_max_ingest_km2)
         kept = files_dir / f"{uuid.uuid4().hex[:12]}-{secure_filename(filename) or 'cloud.laz'}"
         shutil.move(path, kept)
     try:
@@ -153,7 +154,8 @@ def register_path():
     path = _allowed_path(body["path"])
     _check_suffix(path.name)
     options = _ingest_options(values)
-    jobs.preflight(path, crs=options["crs"], vertical_datum=options["vertical_datum"])
+    jobs.preflight(path, crs=options["crs"], vertical_datum=options["vertical_datum"],
+                   max_area_km2=services().settings.lidar_max_ingest_km2)
     with services().engine.begin() as conn:
         job_id = jobs.submit_ingest_job(conn, path=path, name=path.name, uploaded=False, owner=principal().username,
                                         **options)

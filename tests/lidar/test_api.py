@@ -341,3 +341,19 @@ def test_lidar_limit_applies_instead_of_the_general_upload_limit(database_url, c
     assert _upload(client, relocated_las, "q8.las", planner).status_code == 202
     assert _upload(client, relocated_las.read_bytes() * 2, "q8.las", planner).status_code == 413
     app.extensions["gisserver"].engine.dispose()
+
+
+def test_area_beyond_the_ingest_limit_is_400(database_url, catalogue, make_user, q8_laz, tmp_path):
+    """The crop covers 0.0165 km2 (header bounds); an ingest limited to 0.01 km2 refuses it at once."""
+    from gisserver import create_app
+
+    app = create_app(Settings.from_env(database_url=database_url, var_dir=tmp_path, secret_key="test-secret",
+                                       token_cache_seconds=0, lidar_max_ingest_km2=0.01))
+    _, planner = make_user("planner")
+    resp = _upload(app.test_client(), q8_laz, "q8.laz", planner)
+    assert resp.status_code == 400 and resp.json["code"] == "invalid-input", resp.json
+    assert resp.json["limit_km2"] == 0.01 and 0.015 < resp.json["area_km2"] < 0.018
+    assert "--per-tile" in resp.json["detail"]
+    with catalogue.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(schema.job)).scalar_one() == 0
+    app.extensions["gisserver"].engine.dispose()
