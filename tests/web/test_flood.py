@@ -103,7 +103,9 @@ def test_planner_runs_a_flood_scenario_and_plays_it(page, demo_terrain, flood_wo
     wait_map_idle(page)
     screenshot(page, "10-flood-finished")
     slider.evaluate("s => { s.value = '4'; s.dispatchEvent(new Event('input')); }")
-    assert _source_tiles(page) != last and "/tiles/300/{z}/{x}/{y}.png" in _source_tiles(page)
+    # MapLibre applies setTiles asynchronously: wait for the source to show the 5-minute step
+    wait_until(page, "(window.gisApp.map.getSource('flood-run').tiles || [''])[0].includes('/tiles/300/')", 10)
+    assert _source_tiles(page) != last
     assert "sau 0 giờ 05 phút" in page.locator("#flood-time-label").inner_text()
     wait_map_idle(page)
     screenshot(page, "11-flood-time-slider")
