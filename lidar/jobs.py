@@ -235,6 +235,23 @@ def job_status(conn, job_id: int) -> dict:
     return d
 
 
+def cancel_ingest_job(conn, job_id: int, *, actor: str) -> str:
+    """Cancel a queued ingest (an uploaded file is removed); a running or finished one answers 409."""
+    row = conn.execute(select(job.c.status, job.c.params).where(job.c.id == job_id, job.c.kind == INGEST_KIND)
+                       .with_for_update()).first()
+    if row is None:
+        raise NotFound(f"no LiDAR ingest job {job_id}")
+    if row.status != "queued":
+        raise Conflict(f"job {job_id} is {row.status}; only a queued job can be cancelled")
+    conn.execute(update(job).where(job.c.id == job_id).values(status="cancelled", message="cancelled",
+                                                              finished_at=func.now()))
+    audit.record(conn, actor=actor, action="lidar.ingest.cancel", target_type="job", target_id=job_id,
+                 before={"status": "queued"}, after={"status": "cancelled"})
+    if row.params.get("uploaded"):
+        Path(row.params["path"]).unlink(missing_ok=True)
+    return "cancelled"
+
+
 def claim_next(engine: Engine) -> int | None:
     """Take the oldest queued ingest (rows other workers hold are skipped); None if there is none."""
     with engine.begin() as conn:

@@ -184,6 +184,17 @@ def job(job_id: int):
     return _job_response(job_id)
 
 
+@bp.post("/jobs/<int:job_id>/cancel")
+@declare("Cancel a queued LiDAR ingest (its uploaded file is removed)", tags=["lidar"],
+         responses={"200": json_response("The cancelled job"), "404": problem("No such job"),
+                    "409": problem("The job is running or finished")})
+@require_roles(*INGEST_ROLES)
+def cancel(job_id: int):
+    with services().engine.begin() as conn:
+        jobs.cancel_ingest_job(conn, job_id, actor=principal().username)
+    return _job_response(job_id)
+
+
 # --- file and tile index -------------------------------------------------------------------------
 
 

@@ -357,3 +357,23 @@ def test_area_beyond_the_ingest_limit_is_400(database_url, catalogue, make_user,
     with catalogue.connect() as conn:
         assert conn.execute(select(func.count()).select_from(schema.job)).scalar_one() == 0
     app.extensions["gisserver"].engine.dispose()
+
+
+def test_a_queued_upload_can_be_cancelled(lidar_app, lidar_client, catalogue, make_user, q8_laz):
+    _, officer = make_user("officer")
+    _, public = make_user("public")
+    resp = _upload(lidar_client, q8_laz, "q8.laz", officer)
+    job_id = resp.json["id"]
+    files_dir = lidar_app.extensions["gisserver"].settings.var_dir / "lidar" / "files"
+    assert any(p.name.endswith("-q8.laz") for p in files_dir.iterdir())
+    assert lidar_client.post(f"/api/lidar/jobs/{job_id}/cancel", headers=auth(public)).status_code == 403
+    done = lidar_client.post(f"/api/lidar/jobs/{job_id}/cancel", headers=auth(officer))
+    assert done.status_code == 200 and done.json["status"] == "cancelled"
+    assert not any(p.name.endswith("-q8.laz") for p in files_dir.iterdir())
+    assert lidar_client.post(f"/api/lidar/jobs/{job_id}/cancel", headers=auth(officer)).status_code == 409
+    assert lidar_client.post("/api/lidar/jobs/999999/cancel", headers=auth(officer)).status_code == 404
+    assert _run_worker(lidar_app, catalogue) == 0  # a cancelled job is not taken
+    with catalogue.connect() as conn:
+        actions = conn.execute(select(schema.audit_log.c.action).where(schema.audit_log.c.target_id == str(job_id))
+                               .order_by(schema.audit_log.c.id)).scalars().all()
+    assert actions == ["lidar.ingest.submit", "lidar.ingest.cancel"]
