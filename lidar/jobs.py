@@ -252,6 +252,20 @@ def cancel_ingest_job(conn, job_id: int, *, actor: str) -> str:
     return "cancelled"
 
 
+def requeue_running(engine: Engine) -> int:
+    """Put ingests left 'running' by a worker that stopped back in the queue; returns how many.
+
+    Only for a deployment with a single worker, when it starts (a running job has no heartbeat to
+    tell a dead worker from a busy one). Partial outputs are overwritten by the new run.
+    """
+    with engine.begin() as conn:
+        return len(conn.execute(
+            update(job).where(job.c.kind == INGEST_KIND, job.c.status == "running")
+            .values(status="queued", progress=0, message="requeued after its worker stopped")
+            .returning(job.c.id)
+        ).all())
+
+
 def claim_next(engine: Engine) -> int | None:
     """Take the oldest queued ingest (rows other workers hold are skipped); None if there is none."""
     with engine.begin() as conn:

@@ -18,16 +18,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--once", action="store_true", help="exit when the queue is empty")
     parser.add_argument("--scheduler", help="Dask scheduler address (default: a LocalCluster)")
     parser.add_argument("--workers", type=int, default=None, help="LocalCluster worker processes")
+    parser.add_argument("--requeue-running", action="store_true",
+                        help="first put jobs left 'running' back in the queue (only when this is the single worker)")
     args = parser.parse_args(argv)
     from gisserver.config import Settings
     from gisserver.db import make_engine, resolve_database_url
-    from lidar.jobs import work
+    from lidar.jobs import requeue_running, work
 
     settings = Settings.from_env()
     url = args.database_url or resolve_database_url(settings, start_embedded=True)
     engine = make_engine(url, pool_size=2, application_name="lidar-worker")
     output = Path(args.output) if args.output else Path(settings.var_dir) / "lidar" / "jobs"
     try:
+        if args.requeue_running:
+            print(f"lidar worker: {requeue_running(engine)} interrupted job(s) requeued")
         done = work(engine, output, once=args.once, scheduler=args.scheduler, n_workers=args.workers)
     finally:
         engine.dispose()

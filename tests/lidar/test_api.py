@@ -294,6 +294,17 @@ def test_worker_command_runs_the_queue(database_url, catalogue, tmp_path, capsys
     assert "0 job(s) done" in capsys.readouterr().out
 
 
+def test_single_worker_requeues_a_job_its_predecessor_left_running(lidar_client, catalogue, make_user, q8_laz):
+    _, planner = make_user("planner")
+    job_id = _upload(lidar_client, q8_laz, "q8.laz", planner).json["id"]
+    assert jobs.claim_next(catalogue) == job_id  # a worker took it, then died
+    assert jobs.claim_next(catalogue) is None
+    assert jobs.requeue_running(catalogue) == 1
+    state = lidar_client.get(f"/api/lidar/jobs/{job_id}", headers=auth(planner)).json
+    assert state["status"] == "queued" and state["progress"] == 0 and "requeued" in state["message"]
+    assert jobs.claim_next(catalogue) == job_id
+
+
 def test_cadastral_footprint_outside_the_surveyed_cells_keeps_its_heights(catalogue):
     """A cadastral building where the run's DTM has no value is left as it was (never NaN heights)."""
     from geoalchemy2.shape import from_shape
