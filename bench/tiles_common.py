@@ -52,7 +52,8 @@ def demo_database():
 
 
 @contextmanager
-def gunicorn(url: str, var_dir: Path, workers: int = 2, threads: int = 0):
+def gunicorn(url: str, var_dir: Path, workers: int = 2, threads: int = 0, app: str = "gisserver:create_app()",
+             cwd: Path = ROOT, ready_path: str = "/health"):
     """The app under gunicorn on a loopback port (sync workers, or gthread workers with
     keep-alive when ``threads``); yields (base URL, master pid)."""
     port = free_port()
@@ -61,12 +62,12 @@ def gunicorn(url: str, var_dir: Path, workers: int = 2, threads: int = 0):
         [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--bind", f"127.0.0.1:{port}",
          "--log-level", "warning",
          *(["--worker-class", "gthread", "--threads", str(threads)] if threads else []),
-         "gisserver:create_app()"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+         app],
+        cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_http(base + "/health")
+        wait_http(base + ready_path)
         yield base, proc.pid
     finally:
         proc.terminate()
