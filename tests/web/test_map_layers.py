@@ -187,6 +187,10 @@ def test_raster_products_with_legends_and_access_rules(page, lidar_survey, make_
     order = page.evaluate("window.gisApp.map.getStyle().layers.map(l => l.id)")
     assert order.index(f"raster-{SURVEY}_dtm") < order.index("parcels-fill") < order.index("roads-label")
     screenshot(page, "12-raster-dtm-hillshade")
+    page.click("#lang-switch")  # the section and the products in English, and back
+    assert page.locator(".layer-group").inner_text().lower() == "terrain products (raster)"
+    assert "Digital terrain model (DTM)" in _raster_items(page)[f"layer-raster-{SURVEY}_dtm"]
+    page.click("#lang-switch")
 
     # an officer may read the internal nDSM too; it leaves again with the logout
     name = f"officer_{uuid.uuid4().hex[:6]}"
