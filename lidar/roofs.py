@@ -555,7 +555,11 @@ def fit_roof(footprint: Polygon, ground: float, x, y, z, params: RoofParams | No
     if whole.lod2 or not whole.planes:
         return whole
     parts = _fit_parts(footprint, ground, x, y, z, params)
-    return parts if parts is not None and parts.lod2 else whole
+    if parts is not None and parts.lod2:
+        return parts
+    if parts is not None:
+        whole.reason += f" ({parts.reason})"
+    return whole
 
 
 def _fit_part(footprint: Polygon, ground: float, x, y, z, params: RoofParams, best_effort: bool = False) -> RoofModel:
