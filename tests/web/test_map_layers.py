@@ -105,6 +105,12 @@ def test_map_labels_are_drawn_with_vietnamese_text(page, demo):
     # the Vietnamese range (ạ ớ ờ ệ ...) was needed and served
     assert any("/7680-7935.pbf" in url for url, _ in glyphs), glyphs
     screenshot(page, "10-labels")
+    # zoning codes, once the (initially hidden) zoning layer is switched on
+    assert _rendered(page, "zoning-label", "zone_code") == []
+    page.check("#layer-zoning")
+    wait_map_idle(page)
+    codes = set(_rendered(page, "zoning-label", "zone_code"))
+    assert codes and codes <= {z["zone_code"] for z in demo.tables["zoning_zone"]}, codes
     # switching a layer off hides its labels with it
     page.uncheck("#layer-roads")
     wait_map_idle(page)
