@@ -21,7 +21,8 @@ from shapely.geometry.polygon import orient
 
 from gisserver.crs import srid_to_epsg
 from lidar.buildings import Building
-from lidar.roofs import RoofModel, lod2_surfaces, lod2_triangles
+from lidar.roof_shell import lod2_surfaces, lod2_triangles
+from lidar.roofs import RoofModel
 
 CITYJSON_VERSION = "2.0"
 

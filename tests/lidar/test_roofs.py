@@ -28,7 +28,8 @@ from lidar.cityjson import to_cityjson, write_cityjson, write_glb
 from lidar.dtm import build_surfaces
 from lidar.grid import GridSpec
 from lidar.ground import classify_ground
-from lidar.roofs import lod2_shells, lod2_surfaces, reconstruct_roofs, roof_statistics
+from lidar.roof_shell import lod2_shells, lod2_surfaces
+from lidar.roofs import reconstruct_roofs, roof_statistics
 
 KINDS = ("flat", "shed", "gable", "hip")
 
@@ -172,6 +173,8 @@ def test_cross_gable_steps_and_trees(test_city):
     # wing A runs through to wing B's far eave: each of its slopes shows on both sides of B's ridge
     assert len(roof_faces) == 6 and abs(sum(f.area for f in roof_faces) - fp.area) < 0.01
     assert step.lod2 and step.roof_type == "stepped" and len(step.parts) == 2
+    with pytest.raises(ValueError, match="one shell per part"):
+        lod2_surfaces(step, buildings[-2].ground_p10)
     assert sorted(round(p.area) for p, _ in step.parts) == [96, 120]
     for poly, part in step.parts:
         c = poly.representative_point()
