@@ -476,3 +476,39 @@ def test_city_model_command_writes_lod2_cityjson_and_3dtiles(ahn3_path, tmp_path
     assert lods["1"] == 7 and lods["2.0"] >= 2
     tileset = json.loads((tmp_path / "tileset.json").read_text())
     assert tileset["root"]["content"]["uri"] == "buildings.glb" and (tmp_path / "buildings.glb").stat().st_size > 1000
+
+
+def test_random_roofs_make_closed_planar_shells():
+    """40 random buildings (rectangles, L shapes, rectangles with a courtyard; roofs of 1-4 random
+    planes, some with a step; 3-16 pts/m2): every LoD2 shell is closed, outward and planar."""
+    rng = np.random.default_rng(5)
+    lod2 = 0
+    for _ in range(40):
+        length, width = rng.uniform(6, 30), rng.uniform(5, 14)
+        fp = box(-length / 2, -width / 2, length / 2, width / 2)
+        kind = rng.integers(0, 3)
+        if kind == 1:
+            fp = fp.union(box(length / 2 - width, -width / 2, length / 2, width / 2 + rng.uniform(4, 12)))
+        elif kind == 2 and length > 12:
+            fp = fp.difference(box(-2, -1, 2, 1))
+        fp = affinity.rotate(fp, rng.uniform(0, 180), origin=(0, 0))
+        x0, y0, x1, y1 = fp.bounds
+        n = int(rng.uniform(3, 16) * (x1 - x0 + 10) * (y1 - y0 + 10))
+        x, y = rng.uniform(x0 - 5, x1 + 5, n), rng.uniform(y0 - 5, y1 + 5, n)
+        planes = [(rng.normal(0, 0.5), rng.normal(0, 0.5), rng.uniform(6, 12)) for _ in range(rng.integers(1, 5))]
+        roof = np.min([a * x + b * y + c for a, b, c in planes], axis=0)
+        if rng.random() < 0.3:
+            roof = np.where(x > 0, roof, roof - rng.uniform(2, 5))
+        inside = shapely.contains_xy(fp, x, y)
+        z = np.where(inside, np.maximum(roof, 3.5), 0.0) + rng.normal(0, 0.04, n)
+        building = Building(fp, 0.0, 0.0, 0.0, 0.0, 0)
+        (model,) = reconstruct_roofs([building], x, y, z, np.where(inside, 6, 2))
+        if not model.lod2:
+            continue
+        lod2 += 1
+        doc = to_cityjson([building], 9210)
+        vertices = np.asarray(doc["vertices"], dtype=float) * doc["transform"]["scale"][0]
+        for shell in _lod2_shells(doc, "lidar-building-1"):
+            assert _check_closed_shell(shell, vertices - vertices.min(axis=0)) > 0
+            assert all(_planarity([vertices[i] for i in surface[0]]) < 0.003 for surface in shell)
+    assert lod2 >= 30
