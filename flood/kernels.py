@@ -504,6 +504,27 @@ def step_continuity(h, flags, flags_next, qx_new, qy_new, factor, dt, dx, rain_d
 
 
 @numba.njit(cache=True)
+def choose_subcycles(counts, n_active, weight):
+    """Sub-steps k (1 to counts.shape[1] + 1) with the least work per simulated second, ``1/k + weight n_k / N``.
+
+    ``counts[r, k - 2]``: cells of row r deeper than h_max / k^2 (those would be sub-cycled, taking k
+    steps where the rest takes one).
+    """
+    best_k = 1
+    best = 1.0
+    for j in range(counts.shape[1]):
+        n = 0
+        for r in range(counts.shape[0]):
+            n += counts[r, j]
+        k = j + 2
+        cost = 1.0 / k + weight * n / n_active
+        if cost < best:
+            best = cost
+            best_k = k
+    return best_k
+
+
+@numba.njit(cache=True)
 def copy_faces(src_x, src_y, dst_x, dst_y, xf, yf):
     """Carry the listed faces' discharges over from one buffer to the other (sub-cycled faces' state)."""
     for i in range(xf.shape[0]):

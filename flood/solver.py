@@ -299,7 +299,7 @@ class Simulation:
         if self.params.subcycles > 1:
             h_all = max(self._h_max, self.params.h_min)
             ks = np.arange(2, self.params.subcycles + 1)
-            deeper = np.array([np.count_nonzero(self.h > h_all / k**2) for k in ks], dtype=np.int64)
+            deeper = np.array([[np.count_nonzero(self.h > h_all / k**2) for k in ks]], dtype=np.int64)
             self._choose_subcycles(deeper)
         self.wall_seconds = 0.0
 
@@ -401,15 +401,14 @@ class Simulation:
         cl = min(rain - il, self._uniform_rate * dt)
         return il + cl
 
-    def _choose_subcycles(self, deeper: np.ndarray) -> None:
-        """Sub-steps k for the next step: least work per simulated second, 1/k + W n_k / N.
+    def _choose_subcycles(self, counts: np.ndarray) -> None:
+        """Sub-steps k for the next step's deep cells, from ``counts[r, k - 2]`` (cells deeper than h_max / k^2).
 
-        ``deeper[k - 2]`` counts the cells deeper than h_max / k^2 (those would be sub-cycled, with
-        k times the steps); W = 4 is the cost of a sub-cycled cell with its neighbours relative to a
-        cell of the main step (a serial pass over lists against a parallel pass over rows).
+        Least work per simulated second, 1/k + W n_k / N, with W = 4 the cost of a sub-cycled cell with
+        its neighbours relative to a cell of the main step (a serial pass over lists against a
+        parallel pass over rows).
         """
-        costs = [1.0] + [1.0 / k + 4.0 * n / self._n_active for k, n in enumerate(deeper, start=2)]
-        self._subcycles_wanted = int(np.argmin(costs)) + 1
+        self._subcycles_wanted = kernels.choose_subcycles(counts, self._n_active, 4.0)
 
     def _time_step(self, dt_limit: float):
         """(dt, sub-steps, sub-cycled faces and cells or None); CFL of the deep cells on the sub-steps only."""
@@ -443,8 +442,8 @@ class Simulation:
         uniform_loss = self._uniform_loss(rain, dt) if self._uniform and rain > 0.0 else 0.0
         k_next = self._subcycles_wanted
         split_next = self._h_all / (k_next * k_next) if k_next > 1 else math.inf
-        if self._thresholds.size:
-            self._thresholds[:] = self._h_all / np.arange(2, p.subcycles + 1) ** 2
+        for j in range(self._thresholds.size):
+            self._thresholds[j] = self._h_all / ((j + 2) * (j + 2))
         t_end = self.t + dt
         kernels.step_momentum(self.h, self.domain.z, self._flags, self.qx, self.qy, self._qx_new, self._qy_new,
                               self._n2x, self._n2y, self._bkind, self._bstage, dt, dx, p.theta, p.h_min, p.g,
@@ -486,7 +485,7 @@ class Simulation:
         self._flags, self._flags_next = self._flags_next, self._flags
         self._split_depth = split_next
         if self._thresholds.size:
-            self._choose_subcycles(self._counts.sum(axis=0))
+            self._choose_subcycles(self._counts)
         self.limited_cell_steps += n_limited
         inflow = 0.0
         area = dx * dx
