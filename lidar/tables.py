@@ -3,7 +3,9 @@
 ``lidar_file``: one row per ingested LAS/LAZ/COPC file (footprint in the city CRS, point count,
 density, classes, z range, CRS and where it came from, vertical datum, acquisition date).
 ``lidar_tile``: one row per processed grid tile of a run (status, counts, error if it failed).
-Migration 0002 creates exactly these; ``gisserver.schema`` must import this module so that
+``building_roof``: the LoD2 roof model a survey fitted to a ``building`` row (or why it keeps
+LoD1), replaced with the row's heights by every ingest of its area (``lidar.store``).
+Migration 0002 creates the first two, 0008 the third; ``gisserver.schema`` must import this module so that
 Alembic's autogenerate comparison sees them.
 """
 
@@ -80,4 +82,18 @@ lidar_tile = Table(
     Index("ix_lidar_tile_geom", "geom", postgresql_using="gist"),
 )
 
-LIDAR_TABLES = (lidar_file, lidar_tile)
+building_roof = Table(
+    "building_roof",
+    metadata,
+    Column("building_id", BigInteger, ForeignKey("building.id", ondelete="CASCADE"), primary_key=True),
+    # True: ``model`` rebuilds the LoD2 Solid (or BuildingParts); False: LoD1, ``status`` says why
+    Column("lod2", Boolean, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("roof_type", String(16)),
+    Column("lidar_date", Date),
+    # one roof model per polygon of the building's MultiPolygon, in its order (``lidar.store.roof_record``)
+    Column("model", JSONB, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+LIDAR_TABLES = (lidar_file, lidar_tile, building_roof)
