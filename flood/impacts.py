@@ -64,8 +64,14 @@ def affected_features(conn: Connection, run_id: int, layer: str, max_depth: np.n
     if layer not in LAYERS:
         raise InvalidScenario(f"layer must be one of {sorted(LAYERS)}")
     table, around = LAYERS[layer]
-    area = select(func.ST_Union(flood_extent.c.geom)).where(flood_extent.c.run_id == run_id).scalar_subquery()
-    query = select(table.c.id, table.c.geom).where(func.ST_Intersects(table.c.geom, area))
+    # one index probe per extent band instead of intersecting with their union: a union of
+    # polygons that touch themselves can fail in GEOS, a per-band predicate does not
+    touches_extent = (
+        select(flood_extent.c.id)
+        .where(flood_extent.c.run_id == run_id, func.ST_Intersects(table.c.geom, flood_extent.c.geom))
+        .exists()
+    )
+    query = select(table.c.id, table.c.geom).where(touches_extent)
     if layer == "parcels":
         query = query.where(parcel.c.end_lifespan.is_(None))
     rows = conn.execute(query.order_by(table.c.id)).all()
