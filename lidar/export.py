@@ -1,4 +1,4 @@
-"""Buildings chosen for a 3D export: one by id, or those of an area (capped), as LoD1 models.
+"""Buildings chosen for a 3D export: one by id, or those of an area (capped), as LoD1 and LoD2 models.
 
 The selection reads the canonical ``building`` table through the layer catalogue (the caller's
 read rights and area-limited grants apply, as for OGC API - Features) and keeps buildings with
@@ -6,6 +6,9 @@ measured heights (ground p10 and roof p70, from LiDAR: detected ones or cadastra
 measured by ``lidar.store.update_cadastral_heights``). The writers are those of
 :mod:`lidar.cityjson`; here each CityObject is named ``building-<id>`` after the table row, carries
 the row's attributes, and a building stored as several polygons becomes one ``MultiSolid``.
+A building whose ingest stored an LoD2 roof (``building_roof``, see ``lidar.store.roof_record``)
+also gets its LoD2 Solid with semantic surfaces (or one ``BuildingPart`` per part of a stepped
+roof), and its LoD2 shell in the GLB and 3D Tiles; the others stay LoD1 (``lod2_status`` says why).
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from gisserver.security import Principal
 from layers import query as q
 from lidar.buildings import Building
 from lidar.cityjson import to_cityjson, to_glb, write_3dtiles
+from lidar.store import stored_roofs
+from lidar.tables import building_roof
 
 CITYJSON_MEDIA_TYPE = "application/city+json"
 GLB_MEDIA_TYPE = "model/gltf-binary"
@@ -49,7 +54,10 @@ class Selection:
 
 _COLUMNS = (building.c.id, building.c.parcel_id, building.c.floors, building.c.height, building.c.ground_z,
             building.c.roof_p50, building.c.roof_p70, building.c.roof_p90, building.c.source,
-            building.c.lidar_date, building.c.attributes, building.c.geom)
+            building.c.lidar_date, building.c.attributes, building.c.geom,
+            building_roof.c.lod2, building_roof.c.status.label("roof_status"), building_roof.c.roof_type,
+            building_roof.c.model.label("roof_model"))
+_WITH_ROOFS = building.outerjoin(building_roof, building_roof.c.building_id == building.c.id)
 _MEASURED = and_(building.c.ground_z.is_not(None), building.c.roof_p70.is_not(None))
 
 
@@ -62,7 +70,7 @@ def _readable(conn: Connection, principal: Principal | None) -> list:
 def building_by_id(conn: Connection, building_id: int, principal: Principal | None) -> Selection:
     """One building; 404 if there is no such (readable) building, 409 if it has no LiDAR heights yet."""
     where = _readable(conn, principal)
-    row = conn.execute(select(*_COLUMNS).where(building.c.id == building_id, *where)).first()
+    row = conn.execute(select(*_COLUMNS).select_from(_WITH_ROOFS).where(building.c.id == building_id, *where)).first()
     if row is None:
         raise NotFound(f"no building {building_id}")
     if row.ground_z is None or row.roof_p70 is None:
@@ -93,7 +101,8 @@ def buildings_in_area(conn: Connection, area, principal: Principal | None, *, li
     """
     where = [func.ST_Intersects(building.c.geom, area), *_readable(conn, principal)]
     with q.input_errors():
-        rows = conn.execute(select(*_COLUMNS).where(*where, _MEASURED).order_by(building.c.id).limit(limit + 1)).all()
+        rows = conn.execute(select(*_COLUMNS).select_from(_WITH_ROOFS).where(*where, _MEASURED)
+                            .order_by(building.c.id).limit(limit + 1)).all()
         if len(rows) > limit:
             raise InvalidInput(
                 f"the area holds more than {limit} buildings with heights; export a smaller area",
@@ -113,42 +122,73 @@ def _add(selection: Selection, row) -> None:
     p50 = float(row.roof_p50) if row.roof_p50 is not None else p70
     p90 = float(row.roof_p90) if row.roof_p90 is not None else p70
     points = int((row.attributes or {}).get("point_count", 0))
-    for poly in polygons:
-        selection.parts.append(Building(poly, ground, p50, p70, p90, points))
+    roofs = stored_roofs(row.roof_model)
+    if roofs is not None and len(roofs) != len(polygons):
+        roofs = None  # the footprint was edited since the survey: its roof no longer fits
+    for k, poly in enumerate(polygons):
+        selection.parts.append(Building(poly, ground, p50, p70, p90, points, roof=roofs[k] if roofs else None))
         selection.owners.append(int(row.id))
     selection.rows[int(row.id)] = {
         "parcel_id": row.parcel_id, "source": row.source,
         "lidar_date": row.lidar_date.isoformat() if isinstance(row.lidar_date, dt.date) else None,
         "floors": row.floors, "area": float(sum(p.area for p in polygons)),
+        "roof": None if roofs is None else {"lod2_status": row.roof_status, "roof_type": row.roof_type},
     }
 
 
 def cityjson_document(selection: Selection) -> dict:
-    """CityJSON 2.0: one Building per row, named ``building-<id>``; LoD1 Solid (MultiSolid for several parts)."""
+    """CityJSON 2.0: one Building per row, named ``building-<id>``: an LoD1 Solid (MultiSolid for
+    several polygons) and, where an LoD2 roof is stored, an LoD2 Solid (MultiSolid) with semantic
+    surfaces, or BuildingPart children ``building-<id>-part-<k>`` for a roof with steps."""
     doc = to_cityjson(selection.parts, CITY_SRID, id_prefix="part")
-    made = list(doc["CityObjects"].values())
+    made = doc["CityObjects"]
     objects: dict[str, dict] = {}
-    for part, owner in zip(made, selection.owners, strict=True):
-        key = f"{ID_PREFIX}-{owner}"
-        solid = part["geometry"][0]
-        if key not in objects:
-            meta = selection.rows[owner]
-            attributes = dict(part["attributes"])
-            attributes["footprint_area"] = round(meta["area"], 2)
-            attributes["source"] = meta["source"]
-            if meta["lidar_date"]:
-                attributes["lidar_date"] = meta["lidar_date"]
-            if meta["parcel_id"] is not None:
-                attributes["parcel_id"] = meta["parcel_id"]
-            objects[key] = {"type": "Building", "attributes": attributes, "geometry": [solid]}
-            continue
-        geom = objects[key]["geometry"][0]
-        if geom["type"] == "Solid":
-            geom["type"], geom["boundaries"] = "MultiSolid", [geom["boundaries"]]
-        geom["boundaries"].append(solid["boundaries"])
+    pieces: dict[int, list[str]] = {}
+    for i, owner in enumerate(selection.owners, start=1):
+        pieces.setdefault(owner, []).append(f"part-{i}")
+    for owner, oids in pieces.items():
+        key, meta = f"{ID_PREFIX}-{owner}", selection.rows[owner]
+        attributes = dict(made[oids[0]]["attributes"])
+        if len(oids) > 1 and meta["roof"] is not None:
+            # one roof per polygon: the building's own status replaces the first polygon's
+            for name in ("roof_points", "roof_explained", "roof_type", "roof_planes", "roof_plane_rmse"):
+                attributes.pop(name, None)
+            attributes["lod2_status"] = meta["roof"]["lod2_status"]
+            if meta["roof"]["roof_type"]:
+                attributes["roof_type"] = meta["roof"]["roof_type"]
+        attributes["footprint_area"] = round(meta["area"], 2)
+        attributes["source"] = meta["source"]
+        if meta["lidar_date"]:
+            attributes["lidar_date"] = meta["lidar_date"]
+        if meta["parcel_id"] is not None:
+            attributes["parcel_id"] = meta["parcel_id"]
+        objects[key] = {"type": "Building", "attributes": attributes,
+                        "geometry": _merged_geometry([made[o]["geometry"] for o in oids])}
+        children = [c for o in oids for c in made[o].get("children", [])]
+        if children:
+            objects[key]["children"] = [f"{key}-part-{k}" for k in range(1, len(children) + 1)]
+            for child, name in zip(children, objects[key]["children"], strict=True):
+                objects[name] = dict(made[child], parents=[key])
     doc["CityObjects"] = objects
-    doc["metadata"]["title"] = "LoD1 buildings (HCMC GIS server)"
+    doc["metadata"]["title"] = "LoD1 and LoD2 buildings (HCMC GIS server)"
     return doc
+
+
+def _merged_geometry(geometries: list[list[dict]]) -> list[dict]:
+    """The geometries of a building's polygons as one per LoD: a Solid, or a MultiSolid for several.
+
+    LoD2 is kept when every polygon has an LoD2 Solid (a polygon with a stepped roof has its LoD2
+    in BuildingParts instead, and a building partly LoD1 stays LoD1 on the Building)."""
+    if len(geometries) == 1:
+        return geometries[0]
+    lod1 = [g[0] for g in geometries]
+    merged = [{"type": "MultiSolid", "lod": "1", "boundaries": [g["boundaries"] for g in lod1]}]
+    lod2 = [g[1] for g in geometries if len(g) > 1]
+    if len(lod2) == len(geometries):
+        merged.append({"type": "MultiSolid", "lod": "2.0", "boundaries": [g["boundaries"] for g in lod2],
+                       "semantics": {"surfaces": lod2[0]["semantics"]["surfaces"],
+                                     "values": [g["semantics"]["values"] for g in lod2]}})
+    return merged
 
 
 def cityjson_bytes(selection: Selection) -> bytes:

@@ -8,9 +8,10 @@ in ``lidar_tile`` (status 'failed') and the error on the job: nothing is half-re
 Ingest jobs (the HTTP API): ``preflight`` checks a file before it is queued (header, CRS declared
 or in the file, complete LAZ chunk table, inside the city), ``submit_ingest_job`` queues it and
 ``work`` (``python -m lidar.worker``) runs queued ingests: one validating pass over the points,
-the tiled DTM/DSM/nDSM/hillshade run, buildings (cadastral footprints first, then detected ones),
-and one transaction that indexes the file, registers the rasters, the tiles and the buildings,
-and writes the audit entry. A failure registers nothing and removes an uploaded file.
+the tiled DTM/DSM/nDSM/hillshade run, buildings (cadastral footprints first, then detected ones)
+with their LoD2 roofs (``lidar.roofs``), and one transaction that indexes the file, registers the
+rasters, the tiles, the buildings and their roof models, and writes the audit entry. A failure
+registers nothing and removes an uploaded file.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from lidar.buildings import BuildingParams, detect_buildings
 from lidar.catalogue import footprint_in_city_crs, register_products
 from lidar.grid import GridSpec, sample_bilinear
 from lidar.io import DEFAULT_CHUNK_SIZE, LidarFile, open_cloud, summarize
+from lidar.roofs import reconstruct_roofs
 from lidar.store import check_not_indexed, insert_file, record_tiles, store_run_buildings
 from lidar.tiling import Source, TiledRun, TileFailed, TileScheme, run_tiled
 
@@ -351,6 +353,8 @@ def _ingest(engine: Engine, job_id: int, p: dict, owner: str, workdir: Path, pro
     x, y, z, nret, dtm, grid = elevated_points(run, [source], chunk_size=chunk_size)
     cls = np.ones(len(x), np.uint8)  # every kept point is > min_height above the DTM: not ground
     detected, _ = detect_buildings(x, y, z, cls, nret, dtm, grid)
+    progress(0.85, "roofs")
+    reconstruct_roofs(detected, x, y, z, cls)  # cadastral footprints get theirs with their heights
     lidar_date = dt.date.fromisoformat(summary.acquisition_date) if summary.acquisition_date else None
     progress(0.95, "register")
     with engine.begin() as conn:
@@ -365,13 +369,22 @@ def _ingest(engine: Engine, job_id: int, p: dict, owner: str, workdir: Path, pro
                   "buildings": {"ids": built["stored"], "detected": built["detected"],
                                 "cadastral_updated": built["cadastral_updated"],
                                 "dropped_as_cadastral": built["dropped_as_cadastral"],
-                                "replaced": built["replaced"]}}
+                                "replaced": built["replaced"], "lod2": _lod2_count(conn)}}
         audit.record(conn, actor=owner, action="lidar.ingest", target_type="lidar_file", target_id=file_id,
                      after={"job_id": job_id, "name": p["name"], "rasters": rasters, "tiles": tiles,
                             "buildings": len(built["stored"]), "cadastral_updated": built["cadastral_updated"]})
         conn.execute(update(job).where(job.c.id == job_id).values(
             status="succeeded", progress=100, message="done", result=result, finished_at=func.now()))
     return result
+
+
+def _lod2_count(conn) -> int:
+    """Buildings given an LoD2 roof in this transaction (detected and cadastral ones): PostgreSQL's
+    now() is the transaction's start time, the ``created_at`` of every roof it wrote."""
+    from lidar.tables import building_roof
+
+    return int(conn.execute(select(func.count()).select_from(building_roof).where(
+        building_roof.c.created_at == func.now(), building_roof.c.lod2)).scalar_one())
 
 
 def elevated_points(run: TiledRun, sources: list[Source], *, params: BuildingParams | None = None,

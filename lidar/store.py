@@ -1,4 +1,9 @@
-"""Writing LiDAR results to PostGIS: the file index, the tile index, and extracted buildings.
+"""Writing LiDAR results to PostGIS: the file index, the tile index, extracted buildings and their roofs.
+
+A building's LoD2 roof model (``lidar.roofs.RoofModel``) is kept in ``building_roof`` as JSON
+(``roof_record``): planes, groups, the 2D roof partition and the parts of a stepped roof, with
+coordinates as exact floats, so that ``roof_model`` gives back a model from which
+``lidar.cityjson`` rebuilds the same LoD2 Solid, BuildingParts and glTF triangles.
 
 All functions take a SQLAlchemy connection and write in the caller's transaction, so a failure
 leaves nothing half-registered (use ``engine.begin()``).
@@ -17,6 +22,7 @@ from geoalchemy2.shape import to_shape
 from shapely import STRtree
 from shapely.geometry import MultiPolygon, Polygon, box
 from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Connection
 
 from gisserver.crs import CITY_SRID, crs_uri, transformer
@@ -25,7 +31,8 @@ from gisserver.schema import building
 from lidar.buildings import Building
 from lidar.catalogue import footprint_in_city_crs
 from lidar.io import DEFAULT_CHUNK_SIZE, FileSummary, summarize
-from lidar.tables import lidar_file, lidar_tile
+from lidar.roofs import RoofModel, RoofParams, RoofPlane, fit_roof, roof_points
+from lidar.tables import building_roof, lidar_file, lidar_tile
 from lidar.tiling import TiledRun, TileScheme
 
 
@@ -90,7 +97,11 @@ def record_tiles(conn: Connection, run: TiledRun, tile_size: float, *, job_id: i
 
 def store_buildings(conn: Connection, buildings: list[Building], *, srid: int,
                     lidar_date: dt.date | None = None) -> list[int]:
-    """Insert extracted buildings into the canonical ``building`` table (source 'lidar')."""
+    """Insert extracted buildings into the canonical ``building`` table (source 'lidar').
+
+    A building with a fitted roof (``building.roof``) gets its ``building_roof`` row too; roofs
+    are stored only for buildings in the city CRS (the planes are not reprojected).
+    """
     ids = []
     for b in buildings:
         geom = _to_city(b.footprint, srid)
@@ -105,15 +116,96 @@ def store_buildings(conn: Connection, buildings: list[Building], *, srid: int,
                 geom=WKTElement(geom.wkt, srid=CITY_SRID),
             ).returning(building.c.id)
         ).scalar_one()))
+        if b.roof is not None and srid == CITY_SRID:
+            store_roof(conn, ids[-1], [b.roof], lidar_date=lidar_date)
     return ids
 
 
+# --- roof models ------------------------------------------------------------------------------------
+
+
+def _number(value: float) -> float | None:
+    return None if value is None or not np.isfinite(value) else float(value)  # JSONB has no NaN
+
+
+def _polygon_record(poly: Polygon) -> list:
+    return [[list(xy) for xy in ring.coords] for ring in [poly.exterior, *poly.interiors]]
+
+
+def _polygon(rings: list) -> Polygon:
+    return Polygon([tuple(xy) for xy in rings[0]], [[tuple(xy) for xy in r] for r in rings[1:]])
+
+
+def roof_record(model: RoofModel) -> dict:
+    """A roof model as JSON (JSONB keeps the exact floats, so the partition's edges still match)."""
+    return {
+        "lod2": model.lod2, "reason": model.reason, "origin": list(model.origin), "form": model.form,
+        "planes": [[p.a, p.b, p.c, p.support] for p in model.planes], "groups": model.groups,
+        "faces": [[_polygon_record(f), k] for f, k in model.faces], "point_count": model.point_count,
+        "explained": _number(model.explained), "plane_rmse": _number(model.plane_rmse),
+        "surface_rmse": _number(model.surface_rmse), "surface_mae": _number(model.surface_mae),
+        "parts": [{"polygon": _polygon_record(poly), "roof": roof_record(part)} for poly, part in model.parts],
+    }
+
+
+def roof_model(record: dict) -> RoofModel:
+    """The :class:`RoofModel` of a ``roof_record``."""
+    def number(key):
+        value = record.get(key)
+        return float("nan") if value is None else float(value)
+
+    return RoofModel(
+        lod2=bool(record["lod2"]), reason=record["reason"], origin=tuple(record["origin"]),
+        planes=[RoofPlane(a, b, c, int(n)) for a, b, c, n in record["planes"]],
+        groups=[list(g) for g in record["groups"]],
+        faces=[(_polygon(rings), int(k)) for rings, k in record["faces"]],
+        point_count=int(record["point_count"]), explained=number("explained"), plane_rmse=number("plane_rmse"),
+        surface_rmse=number("surface_rmse"), surface_mae=number("surface_mae"),
+        parts=[(_polygon(p["polygon"]), roof_model(p["roof"])) for p in record["parts"]], form=record["form"],
+    )
+
+
+def store_roof(conn: Connection, building_id: int, models: list[RoofModel], *,
+               lidar_date: dt.date | None = None) -> None:
+    """Insert or replace the roof of a building: one model per polygon of its MultiPolygon.
+
+    The building is LoD2 when every polygon's roof is; otherwise the first failure is its status.
+    """
+    failed = [m for m in models if not m.lod2]
+    types = {m.roof_type for m in models}
+    values = {"lod2": not failed, "status": failed[0].reason if failed else "lod2",
+              "roof_type": types.pop() if not failed and len(types) == 1 else None, "lidar_date": lidar_date,
+              "model": {"polygons": [roof_record(m) for m in models]}}
+    conn.execute(pg_insert(building_roof).values(building_id=building_id, **values).on_conflict_do_update(
+        index_elements=[building_roof.c.building_id], set_={**values, "created_at": func.now()}))
+
+
+def stored_roofs(record: dict | None) -> list[RoofModel] | None:
+    """The roof models of a ``building_roof.model`` value (one per polygon); None without one."""
+    if not record:
+        return None
+    return [roof_model(r) for r in record["polygons"]]
+
+
+def _fit_polygon_roofs(polygons: list[Polygon], ground: float, x, y, z, classification,
+                       params: RoofParams | None) -> list[RoofModel]:
+    x, y, z = np.asarray(x), np.asarray(y), np.asarray(z)
+    models = []
+    for poly in polygons:
+        idx = roof_points(poly, ground, x, y, z, classification, params)
+        models.append(fit_roof(poly, ground, x[idx], y[idx], z[idx], params))
+    return models
+
+
 def update_cadastral_heights(conn: Connection, x, y, z, classification, dtm, grid, *,
-                             lidar_date: dt.date | None = None, params=None) -> int:
+                             lidar_date: dt.date | None = None, params=None, roofs: bool = True,
+                             roof_params: RoofParams | None = None) -> int:
     """Heights for the cadastre's own footprints (preferred over extracted ones, DOMAIN §5).
 
     The cloud and ``grid`` are in the city CRS. Every ``building`` row with source 'cadastre'
     inside the grid gets ground p10, roof p50/p70/p90, height and floors; returns how many.
+    With ``roofs`` each measured row also gets an LoD2 roof model per polygon (``building_roof``,
+    replaced; a footprint without measured heights keeps the roof it had).
     """
     from lidar.buildings import building_heights
 
@@ -134,6 +226,10 @@ def update_cadastral_heights(conn: Connection, x, y, z, classification, dtm, gri
             floors=b.floors, height=round(b.height, 3), ground_z=round(b.ground_p10, 3),
             roof_p50=round(b.roof_p50, 3), roof_p70=round(b.roof_p70, 3), roof_p90=round(b.roof_p90, 3),
             lidar_date=lidar_date))
+        if roofs and np.isfinite([b.ground_p10, b.roof_p70]).all():
+            polygons = list(shape_.geoms) if hasattr(shape_, "geoms") else [shape_]
+            store_roof(conn, row.id, _fit_polygon_roofs(polygons, b.ground_p10, x, y, z, classification, roof_params),
+                       lidar_date=lidar_date)
         done += 1
     return done
 
