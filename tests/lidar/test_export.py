@@ -520,3 +520,13 @@ def test_stored_roofs_export_as_lod2_solids_parts_and_multisolids(export_client,
     assert glb.status_code == 200
     (tmp_path / "roofs.glb").write_bytes(glb.data)
     check_with_gltf_validator([tmp_path / "roofs.glb"])
+    # the stepped block's two flat parts: every triangle is a flat roof or floor, or a vertical wall
+    # (none slanted across the step), and its roofs are at the parts' heights (annex 4 m, block 12 m)
+    block = export_client.get(f"/api/lidar/buildings/{stepped_id}/glb")
+    _, pos = _parse_glb(block.data)
+    tris = pos.reshape(-1, 3, 3).astype(float)
+    normals = np.cross(tris[:, 1] - tris[:, 0], tris[:, 2] - tris[:, 0])
+    up = np.abs(normals[:, 1]) / np.linalg.norm(normals, axis=1)
+    assert np.all((up > 1 - 1e-6) | (up < 1e-6)), np.sort(up)[len(up) // 2:]
+    levels = np.unique(np.round(tris[up > 0.5][:, :, 1] + float(block.headers["X-Model-Origin"].split(",")[2]), 1))
+    assert np.allclose(levels, [1.0, 5.0, 13.0], atol=0.1), levels
