@@ -246,8 +246,9 @@ def outflow_factors_serial(h, qx, qy, dt, dx, factor):
     return n
 
 
-# Per-cell helpers below take only scalars: numba passes arrays with reference counting, which
-# costs more than the arithmetic of a cell (measured 10-20x slower statistics with array arguments).
+# Per-cell helpers below take only scalars: statistics in a per-cell helper taking the arrays as
+# arguments measured 10-20x slower than the same code in the loop (numba's reference counting of
+# array arguments is the likely cause).
 
 
 @numba.njit(cache=True, inline="always")
