@@ -2,16 +2,16 @@
 
 Tiles are cut from the indexed ``geom_3857`` column: the filter is ``geom_3857 && tile envelope``
 (the envelope comes from ``ST_TileEnvelope`` with a margin for the tile buffer), so the GiST index
-is used and the geometry column is never transformed. Below zoom 16 geometries are simplified to
-the tile's grid unit first; each zoom has a feature cap; each layer exposes a chosen set of
-attributes (never owners' names), and some layers start at a minimum zoom.
+is used and the geometry column is never transformed. ``ST_AsMVTGeom`` simplifies the clipped
+geometries to the tile's resolution; each zoom has a feature cap; each layer exposes a chosen set
+of attributes (never owners' names), and some layers start at a minimum zoom.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
 
-from sqlalchemy import Float, Integer, Table, bindparam, func, select
+from sqlalchemy import Integer, Table, bindparam, func, select
 from sqlalchemy.engine import Connection, Engine
 
 from gisserver.errors import NotFound
@@ -66,13 +66,6 @@ def feature_cap(z: int) -> int:
     return 100_000
 
 
-def simplify_tolerance(z: int) -> float | None:
-    """Simplification tolerance (m) at zoom ``z``: one tile grid unit, none at high zoom."""
-    if z >= 16:
-        return None
-    return 2 * WORLD / (2**z) / EXTENT
-
-
 def tile_columns(info: LayerInfo, table: Table) -> list:
     return _tile_columns(info.name, table)
 
@@ -100,21 +93,22 @@ def current_filter(table: Table):
 
 
 @lru_cache(maxsize=256)
-def mvt_statement(table: Table, layer_name: str, geometry_type: str, simplify: bool):
+def mvt_statement(table: Table, layer_name: str):
     """The ``SELECT ST_AsMVT(...)`` statement of a layer, built once, with bound parameters
-    ``z``, ``x``, ``y``, ``tolerance`` and ``cap`` (building the expression costs more than running
-    a small tile, so it is cached per table and variant)."""
-    return _mvt_select(table, layer_name, simplify, ())
+    ``z``, ``x``, ``y`` and ``cap`` (building the expression costs more than running a small tile,
+    so it is cached per table)."""
+    return _mvt_select(table, layer_name, ())
 
 
-def _mvt_select(table: Table, layer_name: str, simplify: bool, extra_where: tuple):
+def _mvt_select(table: Table, layer_name: str, extra_where: tuple):
     z, x, y = (bindparam(n, type_=Integer) for n in ("z", "x", "y"))
     world = func.ST_MakeEnvelope(-WORLD, -WORLD, WORLD, WORLD, 3857)
     envelope = func.ST_TileEnvelope(z, x, y)
     search = func.ST_TileEnvelope(z, x, y, world, BUFFER / EXTENT)
+    # no ST_Simplify before it: ST_AsMVTGeom (PostGIS 3) clips first, then drops repeated points and
+    # simplifies at the tile's resolution; simplifying whole geometries first cost up to half the
+    # query time at z14 for the same features (docs/maps.md)
     geom = table.c.geom_3857
-    if simplify:
-        geom = func.ST_Simplify(geom, bindparam("tolerance", type_=Float), True)
     fid = _feature_id_column(table)
     columns = _tile_columns(layer_name, table)
     if fid is not None and fid not in columns:
@@ -131,19 +125,13 @@ def _mvt_select(table: Table, layer_name: str, simplify: bool, extra_where: tupl
     return select(func.coalesce(func.ST_AsMVT(*args), b"")).where(inner.c.mvtgeom.isnot(None))
 
 
-def mvt_parameters(info: LayerInfo, z: int, x: int, y: int) -> tuple[bool, dict]:
-    tolerance = simplify_tolerance(z)
-    simplify = bool(tolerance) and "point" not in info.geometry_type.lower()
-    params = {"z": z, "x": x, "y": y, "cap": feature_cap(z)}
-    if simplify:
-        params["tolerance"] = tolerance
-    return simplify, params
+def mvt_parameters(z: int, x: int, y: int) -> dict:
+    return {"z": z, "x": x, "y": y, "cap": feature_cap(z)}
 
 
 def mvt_query(info: LayerInfo, table: Table, z: int, x: int, y: int):
     """The statement for one tile with its parameters bound (for inspection and EXPLAIN)."""
-    simplify, params = mvt_parameters(info, z, x, y)
-    return mvt_statement(table, info.name, info.geometry_type, simplify).params(params)
+    return mvt_statement(table, info.name).params(mvt_parameters(z, x, y))
 
 
 def build_tile(conn: Connection, info: LayerInfo, z: int, x: int, y: int,
@@ -152,21 +140,16 @@ def build_tile(conn: Connection, info: LayerInfo, z: int, x: int, y: int,
     if z < MIN_ZOOM.get(info.name, 0):
         return b""
     table = layer_table(conn, info)
-    simplify, params = mvt_parameters(info, z, x, y)
     area = access_area_clause(info, principal, table.c.geom_3857, 3857) if principal is not None else None
-    if area is None:
-        stmt = mvt_statement(table, info.name, info.geometry_type, simplify)
-    else:
-        stmt = _mvt_select(table, info.name, simplify, (area,))
-    data = conn.execute(stmt, params).scalar()
+    stmt = mvt_statement(table, info.name) if area is None else _mvt_select(table, info.name, (area,))
+    data = conn.execute(stmt, mvt_parameters(z, x, y)).scalar()
     return bytes(data) if data is not None else b""
 
 
 @lru_cache(maxsize=256)
-def compiled_mvt_query(table: Table, layer_name: str, geometry_type: str, simplify: bool,
-                       engine: Engine) -> CompiledQuery:
+def compiled_mvt_query(table: Table, layer_name: str, engine: Engine) -> CompiledQuery:
     """:func:`mvt_statement` compiled once to SQL text for :class:`ReadConnections`."""
-    return CompiledQuery.of(mvt_statement(table, layer_name, geometry_type, simplify), engine)
+    return CompiledQuery.of(mvt_statement(table, layer_name), engine)
 
 
 def build_tile_direct(db: ReadConnections, engine: Engine, info: LayerInfo, z: int, x: int, y: int) -> bytes:
@@ -178,8 +161,7 @@ def build_tile_direct(db: ReadConnections, engine: Engine, info: LayerInfo, z: i
     else:
         with engine.connect() as conn:
             table = layer_table(conn, info)
-    simplify, params = mvt_parameters(info, z, x, y)
-    data = db.scalar(compiled_mvt_query(table, info.name, info.geometry_type, simplify, engine), params)
+    data = db.scalar(compiled_mvt_query(table, info.name, engine), mvt_parameters(z, x, y))
     return bytes(data) if data is not None else b""
 
 

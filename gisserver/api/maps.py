@@ -10,6 +10,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app, request
 
 from gisserver.api import services
+from gisserver.errors import GISError
 from gisserver.params import parse_int
 from gisserver.web_auth import principal
 from tiles.cache import CachedTile, TileCache
@@ -52,14 +53,14 @@ def tile_cache(app=None) -> TileCache:
     return cache
 
 
-def read_connections():
+def read_connections(app=None):
     """Autocommit connections for tile queries (see tiles.connections), one set per app."""
     from tiles.connections import ReadConnections
 
-    ext = current_app.extensions
+    ext = (app or current_app).extensions
     db = ext.get("gisserver.tiles_db")
     if db is None:
-        db = ext["gisserver.tiles_db"] = ReadConnections(services().engine)
+        db = ext["gisserver.tiles_db"] = ReadConnections(ext["gisserver"].engine)
     return db
 
 
@@ -117,18 +118,20 @@ def wms_getmap_answer(app, args, caller) -> tuple[bytes, list[tuple[str, str]]] 
 
 
 def fast_prefixes(app) -> dict:
-    """Vector tile cache hits answered by :class:`gisserver.fastpath.FastPath` before Flask."""
+    """Vector tiles answered by :class:`gisserver.fastpath.FastPath` before Flask."""
     return {"/tiles/": lambda environ, caller: tile_hit(app, environ, caller)}
 
 
 def tile_hit(app, environ: dict, caller) -> tuple[str, list[tuple[str, str]], bytes] | None:
-    """A vector tile that is cached and current in this worker's catalogue snapshot, with the
-    headers of :func:`tile_headers` (200, or 304 for a matching ``If-None-Match``); None for
-    anything else (a miss, an outdated tile, a bad address, an unknown or unreadable layer, an
-    area-limited caller), which the Flask view then answers as always.
+    """A vector tile answered before Flask: read from the cache when it is current in this
+    worker's catalogue snapshot, else built and stored (one query on an autocommit connection),
+    with the headers of :func:`tile_headers` (200, or 304 for a matching ``If-None-Match``).
+    None for an area-limited caller; a bad address or an unknown or unreadable layer raise the
+    project's errors. Either way the Flask view then answers, as always.
 
     A hit is one file read; Flask's request machinery (context, routing, session, response
-    object) cost several times more CPU than that (``bench/tiles_cache.py``).
+    object) cost several times more CPU than that (``bench/tiles_cache.py``), and a sixth of a
+    small tile's build (``bench/tiles_mvt.py``).
     """
     from tiles import mvt
 
@@ -139,9 +142,19 @@ def tile_hit(app, environ: dict, caller) -> tuple[str, list[tuple[str, str]], by
     y, _, ext = name.partition(".")
     if ext not in ("mvt", "pbf") or not all(v.isascii() and v.isdigit() for v in (z, x, y)):
         return None
-    found = mvt.current_cached_tile(tile_cache(app), catalogue_snapshot(app), layer, caller, int(z), int(x), int(y))
+    cache, snapshot = tile_cache(app), catalogue_snapshot(app)
+    found = mvt.current_cached_tile(cache, snapshot, layer, caller, int(z), int(x), int(y))
     if found is None:
-        return None
+        info = snapshot.layer(layer, caller)  # unknown or unreadable: NotFound, answered by Flask
+        if info.area_limited_for(caller):
+            return None
+        try:
+            found = mvt.layer_tile(app.extensions["gisserver"].engine, cache, layer, caller, int(z), int(x), int(y),
+                                   snapshot, read_connections(app))
+        except GISError:
+            raise
+        except Exception:  # e.g. the database is down: Flask answers (and logs) it with the usual problem
+            return None
     info, tile = found
     headers = tile_headers(tile, mvt.MEDIA_TYPE, info.access_level == "public")
     if _etag_matches(environ.get("HTTP_IF_NONE_MATCH"), tile.etag):

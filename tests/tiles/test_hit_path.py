@@ -1,5 +1,5 @@
-"""Vector tile cache hits answered by the lean WSGI path (gisserver.fastpath) are exactly what the
-Flask view answers; everything else goes to Flask."""
+"""Vector tiles (hits and misses) and WMS GetMap answered by the lean WSGI path (gisserver.fastpath)
+are exactly what the Flask view answers; errors, cookies and area-limited callers go to Flask."""
 
 from __future__ import annotations
 
@@ -20,10 +20,11 @@ def _hit_path(app) -> FastPath:
 def test_hits_are_answered_before_flask_with_the_same_headers(client, app, ben_thanh):
     t = ben_thanh_tile()
     url = f"/tiles/parcels/{t.z}/{t.x}/{t.y}.mvt"
-    miss = client.get(url)  # a miss: built by the Flask view
-    assert miss.headers["X-Tile-Cache"] == "miss"
     hit_path = _hit_path(app)
     answered = hit_path.answered
+    miss = client.get(url)  # a miss: built by the lean path too
+    assert miss.headers["X-Tile-Cache"] == "miss" and hit_path.answered == answered + 1
+    answered += 1
     fast = client.get(url)
     assert hit_path.answered == answered + 1
     # the same request through Flask (a cookie sends it there): same bytes, same headers
@@ -46,19 +47,21 @@ def test_hits_are_answered_before_flask_with_the_same_headers(client, app, ben_t
     assert hit_path.answered == answered + 6
 
 
-def test_everything_but_a_current_anonymous_hit_goes_to_flask(client, app, ben_thanh, make_user):
+def test_errors_go_to_flask(client, app, ben_thanh, make_user):
     t = ben_thanh_tile()
     url = f"/tiles/parcels/{t.z}/{t.x}/{t.y}.mvt"
     client.get(url)
     hit_path = _hit_path(app)
     answered = hit_path.answered
     with ben_thanh.begin() as conn:
-        bump_version(conn, "parcels")  # the cached tile is outdated: Flask rebuilds it
+        bump_version(conn, "parcels")  # the cached tile is outdated: rebuilt
     assert client.get(url).headers["X-Tile-Cache"] == "miss"
     _, admin = make_user("admin")
     t_url = f"/tiles/telecom/{t.z}/{t.x}/{t.y}.mvt"
-    restricted = client.get(t_url, headers=auth(admin))  # a miss: Flask
+    restricted = client.get(t_url, headers=auth(admin))  # a miss of a restricted layer, signed in
     assert restricted.status_code == 200 and restricted.headers["X-Tile-Cache"] == "miss"
+    assert hit_path.answered == answered + 2
+    answered += 2
     for path, status in (("/tiles/parcels/23/0/0.mvt", 400), ("/tiles/parcels/2/4/0.mvt", 400),
                          ("/tiles/nosuch/17/0/0.mvt", 404), (f"/tiles/telecom/{t.z}/{t.x}/{t.y}.mvt", 404),
                          ("/tiles/parcels/a/0/0.mvt", 400)):
