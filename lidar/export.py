@@ -19,6 +19,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from geoalchemy2.shape import to_shape
 from sqlalchemy import and_, func, select
 from sqlalchemy.engine import Connection
@@ -123,7 +124,7 @@ def _add(selection: Selection, row) -> None:
     p90 = float(row.roof_p90) if row.roof_p90 is not None else p70
     points = int((row.attributes or {}).get("point_count", 0))
     roofs = stored_roofs(row.roof_model)
-    if roofs is not None and len(roofs) != len(polygons):
+    if roofs is not None and (len(roofs) != len(polygons) or not all(map(_roof_fits, polygons, roofs))):
         roofs = None  # the footprint was edited since the survey: its roof no longer fits
     for k, poly in enumerate(polygons):
         selection.parts.append(Building(poly, ground, p50, p70, p90, points, roof=roofs[k] if roofs else None))
@@ -134,6 +135,17 @@ def _add(selection: Selection, row) -> None:
         "floors": row.floors, "area": float(sum(p.area for p in polygons)),
         "roof": None if roofs is None else {"lod2_status": row.roof_status, "roof_type": row.roof_type},
     }
+
+
+def _roof_fits(polygon, roof) -> bool:
+    """Whether an LoD2 roof's faces still cover the footprint (same bounds and area to 1 cm / 0.1 %)."""
+    if not roof.lod2:
+        return True
+    faces = [f for f, _ in roof.faces]
+    bounds = np.array([f.bounds for f in faces])
+    box = (*bounds[:, :2].min(axis=0), *bounds[:, 2:].max(axis=0))
+    return bool(np.allclose(box, polygon.bounds, rtol=0.0, atol=0.01)
+                and abs(sum(f.area for f in faces) - polygon.area) <= 1e-3 * polygon.area)
 
 
 def cityjson_document(selection: Selection) -> dict:

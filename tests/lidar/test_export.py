@@ -25,7 +25,7 @@ import pytest
 import shapely
 from geoalchemy2.shape import from_shape
 from shapely.geometry import MultiPolygon, box
-from sqlalchemy import insert, update
+from sqlalchemy import func, insert, update
 
 from gisserver import schema
 from gisserver.config import Settings
@@ -494,6 +494,11 @@ def test_stored_roofs_export_as_lod2_solids_parts_and_multisolids(export_client,
 
     assert lod2_points(gable, f"building-{gable_id}") == lod2_points(direct, "lidar-building-1")
     assert gable["CityObjects"][f"building-{gable_id}"]["attributes"]["roof_type"] == "gable"
+    with catalogue.begin() as conn:  # a footprint edited after the survey: its stored roof no longer fits
+        conn.execute(update(schema.building).where(schema.building.c.id == gable_id).values(
+            geom=func.ST_Translate(schema.building.c.geom, 2.0, 0.0)))
+    moved = export_client.get(f"/api/lidar/buildings/{gable_id}/cityjson").json["CityObjects"][f"building-{gable_id}"]
+    assert [g["lod"] for g in moved["geometry"]] == ["1"] and "lod2_status" not in moved["attributes"]
 
     bbox = f"bbox={X0},{Y0},{X0 + 100},{Y0 + 50}&bbox-crs=EPSG:9210"
     area = export_client.get(f"/api/lidar/export/cityjson?{bbox}").json
