@@ -366,14 +366,15 @@ def pgbench_phase(url: str, sql: str, values: dict, side: int, threads: int, sec
     statement = re.sub(r"%\((\w+)\)s", r":\1", sql).replace("%%", "%")
     script = folder / "identify.sql"
     script.write_text("\n".join(lines) + "\n" + " ".join(statement.split()) + ";\n")
-    for old in folder.glob("pgbench_log*"):
-        old.unlink()
     command = [pgbench_binary(), "-n", "-M", "simple", f"-c{threads}", "-j2", f"-T{max(1, round(seconds))}",
                "-f", str(script), "-l", f"--log-prefix={folder / 'pgbench_log'}", *defines, url]
 
     def parse(stdout: str) -> dict:
-        lat = sorted(int(line.split()[2]) / 1e6 for log in folder.glob("pgbench_log*")
-                     for line in log.read_text().splitlines())
+        lat = []
+        for log in folder.glob("pgbench_log*"):  # one file per pgbench thread, removed once read
+            lat.extend(int(line.split()[2]) / 1e6 for line in log.read_text().splitlines())
+            log.unlink()
+        lat.sort()
         failed = re.search(r"number of failed transactions: (\d+)", stdout)
         return _stats(len(lat), lat, int(failed.group(1)) if failed else 0, 1.0)
 
