@@ -587,7 +587,7 @@ _plans_lock = threading.Lock()
 
 def identify_plan(conn: Connection, name: str, out: CRSRef = CRS84, *, refresh: bool = False) -> _IdentifyPlan:
     """The compiled identify statement for a layer (cached per layer data version and output CRS)."""
-    key = (conn.engine.url, name, out)
+    key = (conn.engine, name, out)  # the engine by identity: hashing its URL renders it as a string
     if not refresh:
         with _plans_lock:
             plan = _plans.get(key)
