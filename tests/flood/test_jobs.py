@@ -167,7 +167,9 @@ def _wait_for(predicate, timeout=120.0):
 
 def test_runs_survive_a_worker_killed_mid_run(queue, database_url, tmp_path):
     engine, raster_id = queue
-    params = {"duration_s": 3600.0}
+    # long enough (several seconds of wall time) to be caught mid-run: one simulated hour on this
+    # 2,400-cell grid takes well under the 1 s between progress reports since the solver sub-cycles
+    params = {"duration_s": 12 * 3600.0}
     with engine.begin() as conn:
         first = jobs.submit_run(conn, scenario_key="design-10y", raster_id=raster_id, params=params)
         second = jobs.submit_run(conn, scenario_key="design-2y", raster_id=raster_id, params=params)
