@@ -152,13 +152,32 @@ def _prism_triangles(poly: Polygon, z0: float, z1: float) -> np.ndarray:
     return np.asarray(tris)
 
 
+def mesh_parts(buildings: list[Building]) -> list[Building]:
+    """The buildings to triangulate: a stepped LoD2 roof as one building per part (its own roof model).
+
+    Each part's triangles then take their heights from their own roof, as its CityJSON BuildingPart
+    does, instead of the whole roof's envelope, which is also ~10x slower (a polygon test per part
+    and per roof triangle) and lifts the vertices on a step to the other part's height.
+    """
+    out = []
+    for b in buildings:
+        if b.roof is not None and b.roof.lod2 and b.roof.parts:
+            out += [Building(poly, b.ground_p10, b.roof_p50, b.roof_p70, b.roof_p90, part.point_count, roof=part)
+                    for poly, part in b.roof.parts]
+        else:
+            out.append(b)
+    return out
+
+
 def to_glb(buildings: list[Building]) -> tuple[bytes, list[float]]:
     """A binary glTF 2.0 (one mesh, flat normals, y-up local metres) and its origin (x, y, z).
 
-    Buildings with an LoD2 roof are exported as LoD2, the others as their LoD1 prism.
+    Buildings with an LoD2 roof are exported as LoD2 (a stepped roof part by part: ``mesh_parts``),
+    the others as their LoD1 prism.
 
     glTF is y-up: local (east, height, -north) around the returned origin.
     """
+    buildings = mesh_parts(buildings)
     tris = [lod2_triangles(b.roof, b.ground_p10) if b.roof is not None and b.roof.lod2
             else _prism_triangles(b.footprint, b.ground_p10, b.roof_p70) for b in buildings]
     tris = np.concatenate(tris) if tris else np.zeros((0, 3, 3))

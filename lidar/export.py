@@ -207,26 +207,9 @@ def cityjson_bytes(selection: Selection) -> bytes:
     return json.dumps(cityjson_document(selection), separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def _mesh_parts(selection: Selection) -> list[Building]:
-    """The buildings to triangulate: a stepped LoD2 roof as one building per part (its own roof model).
-
-    Each part's triangles then take their heights from their own roof, as its CityJSON BuildingPart
-    does, instead of the whole roof's envelope, which is also ~10x slower (a polygon test per part
-    and per roof triangle) and lifts the vertices on a step to the other part's height.
-    """
-    out = []
-    for b in selection.parts:
-        if b.roof is not None and b.roof.lod2 and b.roof.parts:
-            out += [Building(poly, b.ground_p10, b.roof_p50, b.roof_p70, b.roof_p90, part.point_count, roof=part)
-                    for poly, part in b.roof.parts]
-        else:
-            out.append(b)
-    return out
-
-
 def glb_bytes(selection: Selection) -> tuple[bytes, list[float]]:
     """Binary glTF of the selection and its origin (city CRS x, y and height): see ``lidar.cityjson.to_glb``."""
-    return to_glb(_mesh_parts(selection))
+    return to_glb(selection.parts)
 
 
 def tileset(selection: Selection, content_uri: str) -> dict:
@@ -236,7 +219,7 @@ def tileset(selection: Selection, content_uri: str) -> dict:
     selection (same triangles, same origin), so the content may be served by the GLB export.
     """
     with tempfile.TemporaryDirectory(prefix="tileset-") as tmp:
-        doc = json.loads(write_3dtiles(Path(tmp), _mesh_parts(selection), CITY_SRID).read_text())
+        doc = json.loads(write_3dtiles(Path(tmp), selection.parts, CITY_SRID).read_text())
     doc["root"]["content"]["uri"] = content_uri
     doc["asset"]["extras"] = {"buildings": selection.ids}
     return doc
