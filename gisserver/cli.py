@@ -303,19 +303,22 @@ def demo_terrain(if_missing, resolution):
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
 @click.option("--workers", default=2, show_default=True, type=int)
+@click.option("--threads", default=4, show_default=True, type=int,
+              help="threads per worker (gunicorn gthread: keep-alive connections for map clients)")
+@click.option("--access-log/--no-access-log", default=True, show_default=True, help="one line per request on stdout")
 @click.option("--dev", is_flag=True, help="Flask's development server (auto-reload), not gunicorn")
-def serve(host, port, workers, dev):
+def serve(host, port, workers, threads, access_log, dev):
     """Serve the application (gunicorn; --dev for Flask's development server)."""
     if dev:
         from gisserver import create_app
 
         create_app().run(host=host, port=port, debug=True)
         return
-    os.execvp(
-        sys.executable,
-        [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--bind", f"{host}:{port}",
-         "--access-logfile", "-", "app:app"],
-    )
+    command = [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--worker-class", "gthread",
+               "--threads", str(threads), "--keep-alive", "30", "--bind", f"{host}:{port}", "app:app"]
+    if access_log:
+        command[-1:-1] = ["--access-logfile", "-"]
+    os.execvp(sys.executable, command)
 
 
 # modules that add command groups of their own to ``main``
