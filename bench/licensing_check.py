@@ -26,6 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench_db import server_url  # noqa: E402
 from shapely.geometry import box  # noqa: E402
 from sqlalchemy import func, select, text  # noqa: E402
 
@@ -34,20 +35,6 @@ from gisserver.db import create_database, database_url_for, drop_database, make_
 
 E0, N0 = 587_000.0, 1_185_000.0
 PER_BLOCK, BLOCK_W, BLOCK_H, STREET = 40, 212.0, 52.0, 12.0
-
-
-def _server_url() -> str:
-    """TEST_DATABASE_URL's server, else the embedded cluster (started when needed)."""
-    import os
-
-    url = os.environ.get("TEST_DATABASE_URL")
-    if url:
-        return url
-    from gisserver.pgcluster import cluster_from_settings
-
-    cluster = cluster_from_settings(Settings.from_env())
-    cluster.start()
-    return cluster.url("postgres")
 
 
 def _exists(url: str) -> bool:
@@ -252,7 +239,7 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep (and reuse) the scratch database")
     args = parser.parse_args()
     name = f"gisserver_bench_licensing_{args.parcels}"
-    server = _server_url()
+    server = server_url()
     url = database_url_for(server, name)
     if not (args.keep and _exists(url)):
         drop_database(server, name)

@@ -30,22 +30,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench_db import server_url  # noqa: E402
+
 from gisserver.config import Settings  # noqa: E402
 from gisserver.db import make_engine, scratch_database  # noqa: E402
 
 AHN3 = ROOT.parent / "shared" / "data" / "lidar" / "ahn3_delft_urban.laz"
 SHIFT = (596_000.0 - 85_000.0, 1_186_000.0 - 447_400.0)  # tests/lidar/conftest.py RELOCATE
-
-
-def _server_url() -> str:
-    url = os.environ.get("TEST_DATABASE_URL")
-    if url:
-        return url
-    from gisserver.pgcluster import cluster_from_settings
-
-    cluster = cluster_from_settings(Settings.from_env())
-    cluster.start()
-    return cluster.url("postgres")
 
 
 def relocated_laz(out: Path, replicate: int) -> tuple[Path, int]:
@@ -118,7 +109,7 @@ def main() -> None:
 
     print(f"load average at start: {os.getloadavg()}")
     with tempfile.TemporaryDirectory(prefix="bench-lidar-http-") as tmp, \
-            scratch_database(_server_url(), "bench_lidar_http") as url:
+            scratch_database(server_url(), "bench_lidar_http") as url:
         tmp = Path(tmp)
         laz, points = relocated_laz(tmp, args.replicate)
         print(f"file: {laz.stat().st_size / 1e6:.1f} MB LAZ, {points} points")

@@ -266,16 +266,7 @@ def legend(conn: Connection, raster_root: Path, name: str, principal: Principal 
            style: str = "default") -> dict:
     """The colour ramp of a raster as JSON (stops of value -> colour)."""
     info = get_raster(conn, name, principal, raster_root)
-    ramp = ramp_for(info, style)
-    colours = cmap.get(ramp.colormap)
-    stops = []
-    for k in range(6):
-        frac = k / 5
-        r, g, b, _ = colours[round(frac * 255)]
-        stops.append({"value": round(ramp.vmin + frac * (ramp.vmax - ramp.vmin), 3),
-                      "color": f"#{r:02x}{g:02x}{b:02x}"})
-    return {"raster": info.name, "kind": info.kind, "title": ramp.title, "unit": ramp.unit, "style": style,
-            "min": ramp.vmin, "max": ramp.vmax, "transparent_below": ramp.transparent_below, "stops": stops}
+    return {"raster": info.name, "kind": info.kind, "style": style, **ramp_legend(ramp_for(info, style))}
 
 
 def legend_image(conn: Connection, raster_root: Path, name: str, principal: Principal | None,
