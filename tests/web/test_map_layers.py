@@ -108,6 +108,8 @@ def test_map_labels_are_drawn_with_vietnamese_text(page, demo):
     # zoning codes, once the (initially hidden) zoning layer is switched on
     assert _rendered(page, "zoning-label", "zone_code") == []
     page.check("#layer-zoning")
+    # the map may still count as idle in the frame before it requests the zoning tiles
+    wait_until(page, "window.gisApp.map.queryRenderedFeatures({layers: ['zoning-label']}).length > 0")
     wait_map_idle(page)
     codes = set(_rendered(page, "zoning-label", "zone_code"))
     assert codes and codes <= {z["zone_code"] for z in demo.tables["zoning_zone"]}, codes
