@@ -64,18 +64,19 @@ def submit_processing_job(conn, *, sources: list[dict], prefix: str, tile_size: 
 
 class _Progress:
     """Writes job.progress (percent) and stage at most once per whole percent or new stage, each in its
-    own transaction."""
+    own transaction, then calls ``also`` (if given) every time."""
 
-    def __init__(self, engine: Engine, job_id: int):
-        self.engine, self.job_id, self.last = engine, job_id, None
+    def __init__(self, engine: Engine, job_id: int, also=None):
+        self.engine, self.job_id, self.last, self.also = engine, job_id, None, also
 
     def __call__(self, fraction: float, stage: str) -> None:
         pct = int(fraction * 100)
-        if (pct, stage) == self.last:
-            return
-        self.last = (pct, stage)
-        with self.engine.begin() as conn:
-            conn.execute(update(job).where(job.c.id == self.job_id).values(progress=min(pct, 99), message=stage))
+        if (pct, stage) != self.last:
+            self.last = (pct, stage)
+            with self.engine.begin() as conn:
+                conn.execute(update(job).where(job.c.id == self.job_id).values(progress=min(pct, 99), message=stage))
+        if self.also is not None:  # the caller's own callback (a CLI progress bar), on every call
+            self.also(fraction, stage)
 
 
 def run_processing_job(engine: Engine, job_id: int, outdir, *, scheduler: str | None = None,
@@ -91,12 +92,7 @@ def run_processing_job(engine: Engine, job_id: int, outdir, *, scheduler: str | 
                                                                   message="running"))
     p = row.params
     sources = [Source(s["path"], s.get("crs"), s.get("vertical_datum")) for s in p["sources"]]
-    record = _Progress(engine, job_id)
-
-    def progress(fraction: float, stage: str) -> None:
-        record(fraction, stage)
-        if on_progress is not None:
-            on_progress(fraction, stage)
+    progress = _Progress(engine, job_id, also=on_progress)
 
     try:
         run = run_tiled(sources, Path(outdir), tile_size=p["tile_size"], resolution=p["resolution"],
@@ -314,12 +310,7 @@ def run_ingest_job(engine: Engine, job_id: int, outdir, *, scheduler: str | None
             status="running", message="running", started_at=func.coalesce(job.c.started_at, func.now())))
     p = row.params
     workdir = Path(outdir) / f"job_{job_id}"
-    record = _Progress(engine, job_id)
-
-    def progress(fraction: float, stage: str) -> None:
-        record(fraction, stage)
-        if on_progress is not None:
-            on_progress(fraction, stage)
+    progress = _Progress(engine, job_id, also=on_progress)
 
     try:
         result = _ingest(engine, job_id, p, row.owner or "system", workdir, progress, chunk_size=chunk_size,
