@@ -1,23 +1,24 @@
-"""A district's 3D city model straight from one point cloud file: ground, DTM, buildings, roofs.
+"""A 3D city model straight from point cloud files: ground, DTM, buildings, roofs, tile by tile.
 
-``city_model`` reads the whole file (a district, not the city: city-scale runs go through the
-tiled pipeline), classifies the ground (SMRF), builds the DTM, takes footprints (detected, or
-given, e.g. from the cadastre), measures LoD1 heights and fits LoD2 roofs. The caller writes the
-result with ``lidar.cityjson`` (CityJSON 2.0, GLB, 3D Tiles).
+``city_model`` runs the tiled pipeline (``lidar.tiling.run_tiled``): every tile classifies its
+ground (SMRF), builds its DTM, takes the footprints it owns (detected, or given, e.g. from the
+cadastre), measures their LoD1 heights and fits their LoD2 roofs (``lidar.tile_buildings``);
+only polygons, heights and roof models come back from the tiles, so memory is bounded by the
+tile, not the file. The caller writes the result with ``lidar.cityjson`` (CityJSON 2.0, GLB,
+3D Tiles).
 """
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
 
 from shapely.geometry import Polygon
 
-from lidar.buildings import Building, building_heights, detect_buildings
-from lidar.dtm import build_surfaces
-from lidar.grid import GridSpec
-from lidar.ground import classify_ground
-from lidar.io import open_cloud
-from lidar.roofs import RoofParams, reconstruct_roofs, roof_statistics
+from lidar.buildings import Building
+from lidar.roofs import RoofParams, roof_statistics
+from lidar.tile_buildings import BuildingRequest
+from lidar.tiling import Source, run_tiled
 
 
 @dataclass
@@ -30,32 +31,31 @@ class CityModel:
 
 def city_model(path, *, crs=None, vertical_datum: str | None = None, target_srid: int | None = None,
                footprints: list[Polygon] | None = None, cell: float = 0.5, lod2: bool = True,
-               roof_params: RoofParams | None = None, progress=None) -> CityModel:
-    """Buildings with LoD1 heights and (``lod2``) roof models from one file.
+               roof_params: RoofParams | None = None, tile_size: float = 500.0, reach: float = 50.0,
+               scheduler: str | None = None, n_workers: int | None = None, processes: bool = False,
+               progress=None) -> CityModel:
+    """Buildings with LoD1 heights and (``lod2``) roof models from one file, tile by tile.
 
-    ``progress(fraction, stage)`` is called at each stage.
+    ``footprints`` (in the output CRS) replace detection: each gets its heights and roofs from
+    the tile that owns it. ``reach``: how far a building may extend beyond its tile (see
+    ``BuildingRequest``). ``progress(fraction, stage)`` is called at each stage.
     """
-    def report(fraction, stage):
-        if progress is not None:
-            progress(fraction, stage)
-
-    cloud = open_cloud(path, crs=crs, vertical_datum=vertical_datum)
-    report(0.0, "read")
-    pc = cloud.read_all(target_srid=target_srid)
-    report(0.2, "ground")
-    cls = classify_ground(pc.x, pc.y, pc.z, pc.return_number, pc.number_of_returns).classification
-    grid = GridSpec.covering((pc.x.min(), pc.y.min(), pc.x.max(), pc.y.max()), cell)
-    report(0.4, "dtm")
-    dtm = build_surfaces(pc.x, pc.y, pc.z, cls, pc.return_number, grid).dtm
-    report(0.6, "buildings")
+    request = BuildingRequest(reach=reach, roofs=lod2, roof_params=roof_params, detect=footprints is None)
+    cadastral = dict(enumerate(footprints)) if footprints is not None else None
+    with tempfile.TemporaryDirectory(prefix="city-model-") as work:
+        run = run_tiled([Source(str(path), crs, vertical_datum)], work, tile_size=tile_size, resolution=cell,
+                        target_srid=target_srid, scheduler=scheduler, n_workers=n_workers, processes=processes,
+                        write_rasters=False, buildings=request, cadastral=cadastral, progress=progress)
     if footprints is None:
-        buildings, _ = detect_buildings(pc.x, pc.y, pc.z, cls, pc.number_of_returns, dtm, grid)
+        buildings = run.detected
     else:
-        buildings = building_heights(footprints, pc.x, pc.y, pc.z, cls, dtm, grid)
+        measured = run.cadastral
+        buildings = []
+        for i in sorted(measured):
+            b = measured[i].building
+            b.roof = measured[i].roofs[0] if measured[i].roofs else None
+            buildings.append(b)
     stats = {"buildings": len(buildings)}
     if lod2:
-        report(0.7, "roofs")
-        stats = roof_statistics(reconstruct_roofs(buildings, pc.x, pc.y, pc.z, cls, roof_params)).as_dict()
-    report(1.0, "done")
-    srid = target_srid or cloud.crs.srid
-    return CityModel(buildings, srid, cloud.crs.vertical_datum, stats)
+        stats = roof_statistics([b.roof for b in buildings if b.roof is not None]).as_dict()
+    return CityModel(buildings, run.srid, run.vertical_datum, stats)

@@ -102,8 +102,12 @@ def process(paths, outdir, prefix, crs, vertical_datum, tile_size, resolution, n
 @click.option("--vertical-datum", default=None)
 @click.option("--native", is_flag=True, help="keep the file's own CRS instead of the city CRS")
 @click.option("--lod2/--lod1-only", default=True, show_default=True, help="fit LoD2 roofs")
-def city_model(path, outdir, crs, vertical_datum, native, lod2):
-    """3D city model of a district file: CityJSON 2.0 (LoD1 + LoD2) and a 3D Tiles tileset with its GLB."""
+@click.option("--tile-size", default=500.0, show_default=True, type=float)
+@click.option("--scheduler", default=None, help="Dask scheduler address (default: a LocalCluster)")
+@click.option("--workers", default=1, show_default=True, type=int,
+              help="LocalCluster workers (1: in this process; more: worker processes)")
+def city_model(path, outdir, crs, vertical_datum, native, lod2, tile_size, scheduler, workers):
+    """3D city model of a file, tile by tile: CityJSON 2.0 (LoD1 + LoD2) and a 3D Tiles tileset with its GLB."""
     from pathlib import Path
 
     from tqdm import tqdm
@@ -120,7 +124,8 @@ def city_model(path, outdir, crs, vertical_datum, native, lod2):
             bar.refresh()
 
         model = build(path, crs=crs, vertical_datum=vertical_datum, target_srid=None if native else CITY_SRID,
-                      lod2=lod2, progress=report)
+                      lod2=lod2, tile_size=tile_size, scheduler=scheduler, n_workers=workers,
+                      processes=workers > 1, progress=report)
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
     write_cityjson(out / "buildings.city.json", model.buildings, model.srid)

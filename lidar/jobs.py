@@ -8,10 +8,11 @@ in ``lidar_tile`` (status 'failed') and the error on the job: nothing is half-re
 Ingest jobs (the HTTP API): ``preflight`` checks a file before it is queued (header, CRS declared
 or in the file, complete LAZ chunk table, inside the city), ``submit_ingest_job`` queues it and
 ``work`` (``python -m lidar.worker``) runs queued ingests: one validating pass over the points,
-the tiled DTM/DSM/nDSM/hillshade run, buildings (cadastral footprints first, then detected ones)
-with their LoD2 roofs (``lidar.roofs``), and one transaction that indexes the file, registers the
-rasters, the tiles, the buildings and their roof models, and writes the audit entry. A failure
-registers nothing and removes an uploaded file.
+the tiled run in which every tile makes its DTM/DSM/nDSM/hillshade and its buildings (the
+cadastral footprints it owns, and detected ones) with their LoD2 roofs (``lidar.tile_buildings``),
+and one transaction that indexes the file, registers the rasters, the tiles, the buildings and
+their roof models, and writes the audit entry. A failure registers nothing and removes an
+uploaded file.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ import struct
 import time
 from pathlib import Path
 
-import numpy as np
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import Engine
 
@@ -31,21 +31,17 @@ from gisserver import audit
 from gisserver.crs import CITY_SRID
 from gisserver.errors import Conflict, GISError, InvalidFile, InvalidInput, NotFound
 from gisserver.schema import job, raster
-from lidar.buildings import BuildingParams, detect_buildings
 from lidar.catalogue import footprint_in_city_crs, register_products
-from lidar.grid import GridSpec, sample_bilinear
 from lidar.io import DEFAULT_CHUNK_SIZE, LidarFile, open_cloud, summarize
-from lidar.roofs import reconstruct_roofs
-from lidar.store import check_not_indexed, insert_file, record_tiles, store_run_buildings
-from lidar.tiling import Source, TiledRun, TileFailed, TileScheme, run_tiled
+from lidar.store import cadastral_footprints, check_not_indexed, insert_file, record_tiles, store_tiled_buildings
+from lidar.tile_buildings import BuildingRequest
+from lidar.tiling import Source, TileFailed, TileScheme, run_tiled
 
 log = logging.getLogger(__name__)
 
 JOB_KIND = "lidar-process"
 INGEST_KIND = "lidar-ingest"
 JOB_KINDS = (JOB_KIND, INGEST_KIND)
-#: cell of the building detection grid (the DTM is sampled onto it when the run is coarser)
-BUILDING_CELL = 0.5
 
 
 def submit_processing_job(conn, *, sources: list[dict], prefix: str, tile_size: float = 500.0,
@@ -337,15 +333,14 @@ def _ingest(engine: Engine, job_id: int, p: dict, owner: str, workdir: Path, pro
     footprint = footprint_in_city_crs(summary.bounds, summary.srid)
     with engine.connect() as conn:
         check_not_indexed(conn, source.path)
+    with engine.connect() as conn:  # the cadastre's footprints: each measured by the tile that owns it
+        cadastral = cadastral_footprints(conn, footprint.bounds)
+    # buildings and roofs come from the same tile tasks as the rasters: no pass over the points
+    # here, and only their polygons, heights and roof models come back
     run = run_tiled([source], workdir, tile_size=p["tile_size"], resolution=p["resolution"], target_srid=CITY_SRID,
                     scheduler=scheduler, n_workers=n_workers, processes=processes, chunk_size=chunk_size,
-                    progress=lambda f, stage: progress(0.1 + 0.7 * f, "rasters" if stage == "done" else stage))
-    progress(0.8, "buildings")
-    x, y, z, nret, dtm, grid = elevated_points(run, [source], chunk_size=chunk_size)
-    cls = np.ones(len(x), np.uint8)  # every kept point is > min_height above the DTM: not ground
-    detected, _ = detect_buildings(x, y, z, cls, nret, dtm, grid)
-    progress(0.85, "roofs")
-    reconstruct_roofs(detected, x, y, z, cls)  # cadastral footprints get theirs with their heights
+                    buildings=BuildingRequest(), cadastral=cadastral,
+                    progress=lambda f, stage: progress(0.1 + 0.85 * f, "rasters" if stage == "done" else stage))
     lidar_date = dt.date.fromisoformat(summary.acquisition_date) if summary.acquisition_date else None
     progress(0.95, "register")
     with engine.begin() as conn:
@@ -354,7 +349,8 @@ def _ingest(engine: Engine, job_id: int, p: dict, owner: str, workdir: Path, pro
                                     vertical_datum=run.vertical_datum, sources=run.sources,
                                     access_level=p["access_level"])
         tiles = record_tiles(conn, run, p["tile_size"], job_id=job_id)
-        built = store_run_buildings(conn, detected, x, y, z, cls, dtm, grid, area=footprint, lidar_date=lidar_date)
+        built = store_tiled_buildings(conn, run.detected, run.cadastral, bounds=run.grid.bounds, area=footprint,
+                                      lidar_date=lidar_date)
         result = {"file_id": file_id, "rasters": rasters, "tiles": tiles, "points": summary.point_count,
                   "classes": {str(k): v for k, v in run.classes.items()}, "srid": run.srid,
                   "buildings": {"ids": built["stored"], "detected": built["detected"],
@@ -376,29 +372,3 @@ def _lod2_count(conn) -> int:
 
     return int(conn.execute(select(func.count()).select_from(building_roof).where(
         building_roof.c.created_at == func.now(), building_roof.c.lod2)).scalar_one())
-
-
-def elevated_points(run: TiledRun, sources: list[Source], *, params: BuildingParams | None = None,
-                    chunk_size: int = DEFAULT_CHUNK_SIZE):
-    """Points more than ``min_height`` above the run's DTM (second chunked pass) and the DTM on the
-    building grid (``BUILDING_CELL``; sampled bilinearly when the run is coarser).
-
-    Returns (x, y, z, number_of_returns, dtm, grid), all in the run's CRS.
-    """
-    params = params or BuildingParams()
-    grid, dtm = run.grid, run.surfaces.dtm
-    keep: list[tuple] = []
-    for s in sources:
-        for chunk in open_cloud(s.path, crs=s.crs, vertical_datum=s.vertical_datum).chunks(chunk_size, run.srid):
-            above = chunk.z - sample_bilinear(dtm, chunk.x, chunk.y, grid.x0, grid.y1, grid.cell)
-            sel = (above > params.min_height) & ~np.isin(chunk.classification, (7, 18))
-            keep.append((chunk.x[sel], chunk.y[sel], chunk.z[sel], chunk.number_of_returns[sel]))
-    x, y, z, nret = (np.concatenate([k[i] for k in keep]) if keep else np.empty(0) for i in range(4))
-    k = int(round(grid.cell / BUILDING_CELL))
-    if k <= 1:
-        return x, y, z, nret.astype(np.uint8), dtm, grid
-    fine = GridSpec(grid.x0, grid.y1, grid.cell / k, grid.width * k, grid.height * k)
-    cx, cy = np.meshgrid(fine.x0 + (np.arange(fine.width) + 0.5) * fine.cell,
-                         fine.y1 - (np.arange(fine.height) + 0.5) * fine.cell)
-    fine_dtm = sample_bilinear(dtm, cx.ravel(), cy.ravel(), grid.x0, grid.y1, grid.cell).reshape(fine.shape)
-    return x, y, z, nret.astype(np.uint8), fine_dtm, fine

@@ -33,6 +33,7 @@ from lidar.catalogue import footprint_in_city_crs
 from lidar.io import DEFAULT_CHUNK_SIZE, FileSummary, summarize
 from lidar.roofs import RoofModel, RoofParams, RoofPlane, fit_roof, roof_points
 from lidar.tables import building_roof, lidar_file, lidar_tile
+from lidar.tile_buildings import CadastralMeasure
 from lidar.tiling import TiledRun, TileScheme
 
 
@@ -242,6 +243,7 @@ def store_run_buildings(conn: Connection, detected: list[Building], x, y, z, cla
     the surveyed footprint. Cadastral footprints in the grid get their heights; a detected
     building that overlaps a cadastral one by more than ``min_overlap`` of its area is dropped;
     buildings an earlier survey detected inside ``area`` are replaced by this survey's.
+    (A tiled run measures per tile and stores with ``store_tiled_buildings``.)
     """
     envelope = func.ST_MakeEnvelope(*grid.bounds, CITY_SRID)
     in_grid = (building.c.source == "cadastre", func.ST_Intersects(building.c.geom, envelope))
@@ -258,6 +260,49 @@ def store_run_buildings(conn: Connection, detected: list[Building], x, y, z, cla
             ground_z=None, roof_p50=None, roof_p70=None, roof_p90=None, height=old.height, floors=old.floors,
             lidar_date=old.lidar_date))
     cadastral -= len(unmeasured)
+    return {"cadastral_updated": cadastral,
+            **_store_detected(conn, detected, grid.bounds, area, lidar_date=lidar_date, min_overlap=min_overlap)}
+
+
+def cadastral_footprints(conn: Connection, bounds: tuple[float, float, float, float]) -> dict[int, MultiPolygon]:
+    """The cadastre's footprints (``building`` rows with source 'cadastre') meeting ``bounds`` (city CRS)."""
+    envelope = func.ST_MakeEnvelope(*bounds, CITY_SRID)
+    rows = conn.execute(select(building.c.id, building.c.geom).where(
+        building.c.source == "cadastre", func.ST_Intersects(building.c.geom, envelope)).order_by(building.c.id))
+    return {int(r.id): to_shape(r.geom) for r in rows}
+
+
+def store_tiled_buildings(conn: Connection, detected: list[Building], cadastral: dict[int, CadastralMeasure], *,
+                          bounds: tuple[float, float, float, float], area, lidar_date: dt.date | None = None,
+                          min_overlap: float = 0.2) -> dict:
+    """``store_run_buildings`` for a tiled run (``lidar.tiling.run_tiled(buildings=...)``), whose tiles
+    measured the cadastral footprints they own (``cadastral``: id -> heights and roofs).
+
+    A footprint without finite heights (it reaches past the surveyed cells) or that no tile
+    measured keeps what it had; the rest is the same as ``store_run_buildings``.
+    """
+    done = 0
+    for fid, m in sorted(cadastral.items()):
+        b = m.building
+        if not np.isfinite([b.ground_p10, b.roof_p50, b.roof_p70, b.roof_p90]).all():
+            continue
+        changed = conn.execute(update(building).where(building.c.id == fid, building.c.source == "cadastre").values(
+            floors=b.floors, height=round(b.height, 3), ground_z=round(b.ground_p10, 3),
+            roof_p50=round(b.roof_p50, 3), roof_p70=round(b.roof_p70, 3), roof_p90=round(b.roof_p90, 3),
+            lidar_date=lidar_date)).rowcount
+        if not changed:  # removed from the cadastre while the survey ran
+            continue
+        if m.roofs is not None:
+            store_roof(conn, fid, m.roofs, lidar_date=lidar_date)
+        done += 1
+    return {"cadastral_updated": done,
+            **_store_detected(conn, detected, bounds, area, lidar_date=lidar_date, min_overlap=min_overlap)}
+
+
+def _store_detected(conn: Connection, detected: list[Building], bounds, area, *, lidar_date, min_overlap) -> dict:
+    """Detected buildings with heights, less those on a cadastral footprint, replacing the ones an
+    earlier survey detected inside ``area``."""
+    envelope = func.ST_MakeEnvelope(*bounds, CITY_SRID)
     detected = [b for b in detected if np.isfinite([b.ground_p10, b.roof_p50, b.roof_p70, b.roof_p90]).all()]
     footprints = [to_shape(g) for g in conn.execute(
         select(building.c.geom).where(building.c.source == "cadastre", func.ST_Intersects(building.c.geom, envelope))
@@ -273,9 +318,9 @@ def store_run_buildings(conn: Connection, detected: list[Building], x, y, z, cla
         func.ST_Within(building.c.geom, func.ST_GeomFromText(area.wkt, CITY_SRID)),
     )).rowcount
     ids = store_buildings(conn, kept, srid=CITY_SRID, lidar_date=lidar_date)
-    _buildings_changed(conn, [grid.bounds, area.bounds, *(f.bounds for f in footprints)], len(ids), int(replaced))
-    return {"cadastral_updated": cadastral, "detected": len(detected), "stored": ids,
-            "dropped_as_cadastral": len(detected) - len(kept), "replaced": int(replaced)}
+    _buildings_changed(conn, [bounds, area.bounds, *(f.bounds for f in footprints)], len(ids), int(replaced))
+    return {"detected": len(detected), "stored": ids, "dropped_as_cadastral": len(detected) - len(kept),
+            "replaced": int(replaced)}
 
 
 def _buildings_changed(conn: Connection, boxes: list, added: int, removed: int) -> None:

@@ -3,14 +3,19 @@
 1. ``retile`` streams every source file in chunks and appends each point to the spill file of
    every tile whose *buffered* extent contains it (bounded memory: one chunk at a time).
 2. ``process_tile`` classifies ground and builds DTM/DSM on the buffered tile, then keeps only the
-   core: buffer points are used but never written, so neighbouring tiles meet seamlessly.
+   core: buffer points are used but never written, so neighbouring tiles meet seamlessly. In a
+   run with buildings the same task detects the buildings it owns, measures the cadastral
+   footprints it owns and fits their LoD2 roofs with its own DTM (``lidar.tile_buildings``); the
+   buffer is then wider by the building reach, so that a building owned by the tile is whole.
 3. ``run_tiled`` submits the tiles to a Dask distributed cluster (a LocalCluster unless a
    scheduler address is given), retries failed tiles, reports progress, and mosaics the cores
-   into Cloud-Optimized GeoTIFFs. A tile that still fails is reported, never silently dropped.
+   into Cloud-Optimized GeoTIFFs. A tile that still fails is reported, never silently dropped;
+   tiles whose buildings reach past the building buffer are run again with a wider one.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import shutil
 import uuid
@@ -21,11 +26,13 @@ from pathlib import Path
 import numpy as np
 
 from gisserver.errors import GISError, InvalidInput
+from lidar.buildings import Building
 from lidar.cog import NODATA, write_cog, write_vrt
 from lidar.dtm import BRIDGE_DECK, HYDRAULIC_DTM_TAGS, WATER, SurfaceModels, build_surfaces, hillshade
 from lidar.grid import GridSpec
 from lidar.ground import SMRFParams, classify_ground
 from lidar.io import DEFAULT_CHUNK_SIZE, open_cloud
+from lidar.tile_buildings import BuildingRequest, CadastralMeasure, TileBuildings, owner_key, tile_buildings
 
 POINT_DTYPE = np.dtype([("x", "f8"), ("y", "f8"), ("z", "f8"), ("c", "u1"), ("rn", "u1"), ("nr", "u1")])
 #: vendor classes kept through the ground filter: water and bridge decks are never ground
@@ -44,10 +51,20 @@ class TileScheme:
 
     size: float = 500.0
     buffer: float = 38.0
+    #: how far beyond its core a building owned by a tile may reach; the tiles are retiled with
+    #: ``buffer + building_reach`` so that the DTM under it is the one a single-tile run gives
+    building_reach: float = 0.0
 
     def __post_init__(self):
         if self.size <= 0 or self.buffer < 0 or self.buffer >= self.size:
             raise InvalidInput("tile size must be positive and larger than the buffer")
+        if self.building_reach < 0:
+            raise InvalidInput("the building reach must not be negative")
+
+    @property
+    def outer(self) -> float:
+        """The buffer of the spill files (rasters and buildings are computed on it)."""
+        return self.buffer + self.building_reach
 
     def core_bounds(self, key: tuple[int, int]) -> tuple[float, float, float, float]:
         ix, iy = key
@@ -55,19 +72,26 @@ class TileScheme:
 
     def buffered_bounds(self, key: tuple[int, int]) -> tuple[float, float, float, float]:
         x0, y0, x1, y1 = self.core_bounds(key)
-        b = self.buffer
+        b = self.outer
         return (x0 - b, y0 - b, x1 + b, y1 + b)
 
     def assign(self, x: np.ndarray, y: np.ndarray) -> dict[tuple[int, int], np.ndarray]:
-        """Point indices per tile whose buffered extent contains them (a point may go to 1-4 tiles)."""
+        """Point indices per tile whose buffered extent (``outer``) contains them (a point may go to
+        1-4 tiles; more when the building reach makes the buffer wider than a tile)."""
         cx = np.floor(x / self.size).astype(np.int64)
         cy = np.floor(y / self.size).astype(np.int64)
         fx = x - cx * self.size
         fy = y - cy * self.size
         out: dict[tuple[int, int], list[np.ndarray]] = {}
-        b, s = self.buffer, self.size
-        for dx, mx in ((-1, fx < b), (0, np.ones_like(fx, bool)), (1, fx >= s - b)):
-            for dy, my in ((-1, fy < b), (0, np.ones_like(fy, bool)), (1, fy >= s - b)):
+        b, s = self.outer, self.size
+        n = int(math.ceil(b / s))
+        # tile cx + d holds the point when it lies within b of that tile's core
+        steps = [(d, fx < (d + 1) * s + b if d < 0 else fx >= d * s - b if d > 0 else np.ones_like(fx, bool))
+                 for d in range(-n, n + 1)]
+        ysteps = [(d, fy < (d + 1) * s + b if d < 0 else fy >= d * s - b if d > 0 else np.ones_like(fy, bool))
+                  for d in range(-n, n + 1)]
+        for dx, mx in steps:
+            for dy, my in ysteps:
                 idx = np.flatnonzero(mx & my)
                 if idx.size == 0:
                     continue
@@ -75,7 +99,8 @@ class TileScheme:
                 order = np.argsort(keys, kind="stable")
                 uniq, starts = np.unique(keys[order], return_index=True)
                 for k, part in zip(uniq, np.split(idx[order], starts[1:]), strict=True):
-                    key = (int(k >> 32), int(k - ((k >> 32) << 32)))
+                    hi = (int(k) + (1 << 31)) >> 32  # the low half is signed: a negative row borrows one
+                    key = (hi, int(k) - (hi << 32))
                     out.setdefault(key, []).append(part)
         return {k: np.sort(np.concatenate(v)) for k, v in out.items()}
 
@@ -90,8 +115,10 @@ class Source:
 
 
 def retile(sources: list[Source], scheme: TileScheme, workdir: Path, *, target_srid: int | None,
-           chunk_size: int = DEFAULT_CHUNK_SIZE, progress: Callable[[float], None] | None = None):
-    """Spill every point into its tiles' files; returns ({tile: path}, bounds, source info)."""
+           chunk_size: int = DEFAULT_CHUNK_SIZE, progress: Callable[[float], None] | None = None,
+           only: set | None = None):
+    """Spill every point into its tiles' files (``only`` those tiles when given); returns
+    ({tile: path}, bounds, srid, source info)."""
     workdir.mkdir(parents=True, exist_ok=True)
     clouds = [open_cloud(s.path, crs=s.crs, vertical_datum=s.vertical_datum) for s in sources]
     srids = {target_srid if target_srid is not None else c.crs.srid for c in clouds}
@@ -114,6 +141,8 @@ def retile(sources: list[Source], scheme: TileScheme, workdir: Path, *, target_s
             rec["x"], rec["y"], rec["z"] = chunk.x, chunk.y, chunk.z
             rec["c"], rec["rn"], rec["nr"] = chunk.classification, chunk.return_number, chunk.number_of_returns
             for key, idx in scheme.assign(chunk.x, chunk.y).items():
+                if only is not None and key not in only:
+                    continue
                 path = files.setdefault(key, workdir / f"tile_{key[0]}_{key[1]}.bin")
                 with open(path, "ab") as fh:
                     rec[idx].tofile(fh)
@@ -134,7 +163,7 @@ def core_grid(scheme: TileScheme, key: tuple[int, int], resolution: float) -> Gr
 
 def buffered_grid(scheme: TileScheme, key: tuple[int, int], resolution: float) -> GridSpec:
     core = core_grid(scheme, key, resolution)
-    pad = int(math.ceil(scheme.buffer / resolution))
+    pad = int(math.ceil(scheme.outer / resolution))
     return GridSpec(core.x0 - pad * resolution, core.y1 + pad * resolution, resolution,
                     core.width + 2 * pad, core.height + 2 * pad)
 
@@ -147,16 +176,19 @@ class TileResult:
     classes: dict[int, int]
     surfaces: str | None  # .npz with the core's dtm, dsm and grid (None: no core points)
     files: dict[str, str] = field(default_factory=dict)  # per-tile COGs when written
+    buildings: TileBuildings | None = None  # the buildings the tile owns (a run with buildings)
 
 
 def process_tile(spill: str, key: tuple[int, int], scheme: TileScheme, params: SMRFParams,
-                 resolution: float, outdir: str, tile_cogs: dict | None = None) -> TileResult:
+                 resolution: float, outdir: str, tile_cogs: dict | None = None,
+                 buildings: BuildingRequest | None = None, footprints: list | None = None) -> TileResult:
     """Classify and grid one buffered tile; keep the core.
 
     Grids are clipped to the tile's data extent (same lattice): empty land beyond the data is
     neither processed nor extrapolated. With ``tile_cogs`` ({"dir", "srid", "vertical_datum"}) the
     core is also written as DTM/DSM/nDSM/hillshade COGs (hillshade from the buffered DTM, so
-    seamless).
+    seamless). With ``buildings`` the tile also detects the buildings it owns and measures the
+    cadastral ``footprints`` [(id, geometry)] it owns, with their roofs (``lidar.tile_buildings``).
     """
     pts = np.fromfile(spill, dtype=POINT_DTYPE)
     x0, y0, x1, y1 = scheme.core_bounds(key)
@@ -176,6 +208,10 @@ def process_tile(spill: str, key: tuple[int, int], scheme: TileScheme, params: S
     buffered = build_surfaces(pts["x"], pts["y"], pts["z"], cls, pts["rn"], grid, max_circumradius=scheme.buffer / 2)
     surfaces = buffered.crop(core)
     counts = np.bincount(cls[in_core], minlength=256)
+    owned = None
+    if buildings is not None:
+        owned = tile_buildings(pts["x"], pts["y"], pts["z"], pts["c"], pts["nr"], buffered.dtm, grid,
+                               (x0, y0, x1, y1), buildings, footprints or [])
     files = {}
     if tile_cogs:
         rows, cols = grid.window_of(core)
@@ -188,7 +224,7 @@ def process_tile(spill: str, key: tuple[int, int], scheme: TileScheme, params: S
              bridge=no_mask if surfaces.bridge is None else surfaces.bridge,
              grid=np.array([core.x0, core.y1, core.width, core.height]))
     return TileResult(key, int(in_core.sum()), int(counts[2]),
-                      {int(c): int(n) for c, n in enumerate(counts) if n}, str(out), files)
+                      {int(c): int(n) for c, n in enumerate(counts) if n}, str(out), files, owned)
 
 
 def _write_tile_cogs(folder: Path, key, s: SurfaceModels, shade, srid, vd) -> dict[str, str]:
@@ -214,6 +250,16 @@ class TiledRun:
     outputs: dict[str, Path] = field(default_factory=dict)
 
     @property
+    def detected(self) -> list[Building]:
+        """Buildings detected by the tiles (each by the tile that owns it), with their roofs."""
+        return [b for t in self.tiles if t.buildings for b in t.buildings.detected]
+
+    @property
+    def cadastral(self) -> dict[int, CadastralMeasure]:
+        """Heights and roofs of the cadastral footprints given to the run, by id (measured ones)."""
+        return {i: m for t in self.tiles if t.buildings for i, m in t.buildings.cadastral.items()}
+
+    @property
     def classes(self) -> dict[int, int]:
         total: dict[int, int] = {}
         for t in self.tiles:
@@ -234,7 +280,7 @@ def _client(scheduler: str | None, n_workers: int | None, processes: bool):
 
 
 def _run_tasks(files, scheme, params, resolution, outdir, *, scheduler, n_workers, processes, retries,
-               progress, tile_cogs=None):
+               progress, tile_cogs=None, buildings=None, footprints=None):
     from distributed import as_completed
 
     client, cluster = _client(scheduler, n_workers, processes)
@@ -243,7 +289,8 @@ def _run_tasks(files, scheme, params, resolution, outdir, *, scheduler, n_worker
     try:
         futures = {
             client.submit(process_tile, str(path), key, scheme, params, resolution, str(outdir), tile_cogs,
-                          retries=retries, key=f"lidar-tile-{key[0]}-{key[1]}-{run_id}"): key
+                          buildings, (footprints or {}).get(key), retries=retries,
+                          key=f"lidar-tile-{key[0]}-{key[1]}-{run_id}"): key
             for key, path in sorted(files.items())
         }
         for i, fut in enumerate(as_completed(futures), start=1):
@@ -295,15 +342,22 @@ def run_tiled(sources: list[Source], outdir, *, tile_size: float = 500.0, resolu
               params: SMRFParams | None = None, target_srid: int | None = None, scheduler: str | None = None,
               n_workers: int | None = None, processes: bool = True, retries: int = 2,
               chunk_size: int = DEFAULT_CHUNK_SIZE, write_rasters: bool = True, mosaic_in_memory: bool = True,
+              buildings: BuildingRequest | None = None, cadastral: dict | None = None,
               progress: Callable[[float, str], None] | None = None) -> TiledRun:
     """Ground, DTM, DSM, nDSM and hillshade for a set of files, tile by tile, in parallel.
 
     ``mosaic_in_memory=False`` (city scale): every tile writes its own COGs under ``outdir/tiles``
     and the products are VRT mosaics of them; no grid of the whole area is ever held in memory.
+
+    ``buildings``: the same tasks also detect buildings and fit their roofs, and measure the
+    ``cadastral`` footprints ({id: polygon in the run's CRS}), each in the tile that owns it
+    (``lidar.tile_buildings``); ``TiledRun.detected`` and ``TiledRun.cadastral`` collect them.
+    Tiles where an owned building reaches past ``buildings.reach`` are run again with a wider
+    reach (another chunked pass, spilling only those tiles); still too narrow: ``TileFailed``.
     """
     params = params or SMRFParams()
     outdir = Path(outdir)
-    scheme = TileScheme(tile_size, params.buffer)
+    scheme = TileScheme(tile_size, params.buffer, buildings.reach if buildings else 0.0)
     if abs(tile_size / resolution - round(tile_size / resolution)) > 1e-9:
         raise InvalidInput("the tile size must be a multiple of the resolution")
     work = outdir / ".tiles"
@@ -318,10 +372,14 @@ def run_tiled(sources: list[Source], outdir, *, tile_size: float = 500.0, resolu
                                        progress=report("retile", 0.0, 0.3))
     vdatum = next((s["vertical_datum"] for s in info if s["vertical_datum"]), None)
     tile_cogs = None if mosaic_in_memory else {"dir": str(outdir / "tiles"), "srid": srid, "vertical_datum": vdatum}
+    footprints = _footprints_by_tile(cadastral or {}, tile_size) if buildings else None
+    tasks = {"scheduler": scheduler, "n_workers": n_workers, "processes": processes, "retries": retries,
+             "tile_cogs": tile_cogs, "buildings": buildings, "footprints": footprints}
     try:
-        results = _run_tasks(files, scheme, params, resolution, work, scheduler=scheduler, n_workers=n_workers,
-                             processes=processes, retries=retries, progress=report("tiles", 0.3, 0.9),
-                             tile_cogs=tile_cogs)
+        results = _run_tasks(files, scheme, params, resolution, work, progress=report("tiles", 0.3, 0.9), **tasks)
+        if buildings:
+            results = _widen_oversized(results, sources, scheme, params, resolution, work, target_srid=target_srid,
+                                       chunk_size=chunk_size, progress=report("wider tiles", 0.9, 0.95), **tasks)
     except TileFailed as exc:
         exc.details["srid"] = srid
         shutil.rmtree(work, ignore_errors=True)
@@ -338,6 +396,40 @@ def run_tiled(sources: list[Source], outdir, *, tile_size: float = 500.0, resolu
     if progress:
         progress(1.0, "done")
     return run
+
+
+def _footprints_by_tile(cadastral: dict, size: float) -> dict[tuple[int, int], list]:
+    out: dict[tuple[int, int], list] = {}
+    for fid, geom in cadastral.items():
+        out.setdefault(owner_key(geom, size), []).append((fid, geom))
+    return out
+
+
+def _widen_oversized(results: list[TileResult], sources, scheme: TileScheme, params, resolution, work: Path, *,
+                     target_srid, chunk_size, progress, buildings: BuildingRequest, **tasks) -> list[TileResult]:
+    """Run again, with the reach they need, the tiles whose owned buildings reach past the scheme's."""
+    by_key = {r.key: r for r in results}
+    widenings = buildings.widenings
+    for attempt in range(widenings + 1):
+        over = {r.key: r.buildings.oversized for r in by_key.values() if r.buildings and r.buildings.oversized}
+        if not over:
+            return sorted(by_key.values(), key=lambda r: r.key)
+        if attempt == widenings:
+            break
+        need = max(o["reach_needed"] for found in over.values() for o in found)
+        reach = 10.0 * math.ceil(need / 10.0 + 0.5)  # a margin: the outline moves with the wider DTM
+        scheme = TileScheme(scheme.size, scheme.buffer, max(reach, 2 * scheme.building_reach))
+        buildings = dataclasses.replace(buildings, reach=scheme.building_reach)
+        spill = work / f"wider_{attempt}"
+        files, *_ = retile(sources, scheme, spill, target_srid=target_srid, chunk_size=chunk_size, only=set(over))
+        for r in _run_tasks(files, scheme, params, resolution, work, progress=progress, buildings=buildings, **tasks):
+            by_key[r.key] = r
+        shutil.rmtree(spill, ignore_errors=True)
+    raise TileFailed(
+        f"{len(over)} tiles own buildings that reach farther beyond the tile than the building buffer "
+        f"({scheme.building_reach:g} m) after {widenings} widenings",
+        details={"failures": [{"tile": list(k), "error": "building beyond the building buffer", "buildings": found}
+                              for k, found in sorted(over.items())]})
 
 
 def write_vrts(run: TiledRun, outdir: Path) -> dict[str, Path]:

@@ -107,7 +107,7 @@ def test_upload_is_processed_by_the_worker_and_indexed(lidar_app, lidar_client, 
     assert [p for _, p, _ in seen] == sorted(p for _, p, _ in seen) and 0 < seen[-2][1] < 100
     stages = [m for _, _, m in seen]
     assert [m for i, m in enumerate(stages) if m not in stages[:i]] == [
-        "validate", "retile", "tiles", "rasters", "buildings", "roofs", "register"], stages
+        "validate", "retile", "tiles", "rasters", "register"], stages
     assert _run_worker(lidar_app, catalogue) == 0  # nothing left in the queue
     done = lidar_client.get(self_url, headers=auth(planner)).json
     assert done["status"] == "succeeded" and done["progress"] == 100, done
