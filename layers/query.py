@@ -23,6 +23,7 @@ from functools import lru_cache
 
 import psycopg2
 from sqlalchemy import (
+    JSON,
     Boolean,
     Date,
     DateTime,
@@ -35,8 +36,11 @@ from sqlalchemy import (
     Text,
     and_,
     bindparam,
+    case,
+    cast,
     create_engine,
     func,
+    literal,
     or_,
     select,
     true,
@@ -585,16 +589,19 @@ _plans: dict[tuple, _IdentifyPlan] = {}
 _plans_lock = threading.Lock()
 
 
-def identify_plan(conn: Connection, name: str, out: CRSRef = CRS84, *, refresh: bool = False) -> _IdentifyPlan:
-    """The compiled identify statement for a layer (cached per layer data version and output CRS)."""
-    key = (conn.engine, name, out)  # the engine by identity: hashing its URL renders it as a string
+def identify_plan(engine: Engine, name: str, out: CRSRef = CRS84, hidden: frozenset[str] = frozenset(), *,
+                  refresh: bool = False) -> _IdentifyPlan:
+    """The compiled identify statement for a layer (cached per engine, layer data version, output
+    CRS and the personal columns ``hidden`` from the caller)."""
+    key = (engine, name, out, hidden)  # the engine by identity: hashing its URL renders it as a string
     if not refresh:
         with _plans_lock:
             plan = _plans.get(key)
         if plan is not None:
             return plan
-    source = source_for(conn, get_layer(conn, name))
-    plan = _compile_identify(conn, source, out)
+    with engine.connect() as conn:
+        source = source_for(conn, get_layer(conn, name))
+        plan = _compile_identify(conn, source, out, hidden)
     with _plans_lock:
         if len(_plans) > 1000:
             _plans.clear()
@@ -602,25 +609,56 @@ def identify_plan(conn: Connection, name: str, out: CRSRef = CRS84, *, refresh: 
     return plan
 
 
-def _compile_identify(conn: Connection, source: LayerSource, out: CRSRef) -> _IdentifyPlan:
+def _json_ready(column, value):
+    """A property value as PostgreSQL's JSON must write it to match :func:`feature_from_row`:
+    timestamps in ISO 8601 (UTC with "Z", fractional seconds only when present), numerics as
+    double precision; every other type as PostgreSQL writes it."""
+    kind = column.type
+    if isinstance(kind, DateTime):
+        if kind.timezone:
+            value = value.op("AT TIME ZONE")(literal("UTC", Text()))
+        seconds = 'YYYY-MM-DD"T"HH24:MI:SS'
+        zone = '"Z"' if kind.timezone else ""
+        return case((func.date_trunc(literal("second", Text()), value) == value,
+                     func.to_char(value, literal(seconds + zone, Text()))),
+                    else_=func.to_char(value, literal(seconds + ".US" + zone, Text())))
+    if isinstance(kind, Numeric) and not isinstance(kind, Float):
+        return cast(value, Float(precision=53))
+    return value
+
+
+def _compile_identify(conn: Connection, source: LayerSource, out: CRSRef, hidden: frozenset[str]) -> _IdentifyPlan:
+    """One statement per layer: the catalogue row (version, access, grants) left-joined to the
+    nearest features, each written as a GeoJSON Feature by PostgreSQL (``__feature``): the server
+    splices the texts into the answer without parsing or re-encoding them."""
     x, y = bindparam("x", type_=Float()), bindparam("y", type_=Float())
     srid = bindparam("srid", type_=Integer())
     pt = func.ST_Transform(func.ST_SetSRID(func.ST_MakePoint(x, y), srid), _srid_param(source.srid))
     conditions = [func.ST_DWithin(source.geom, pt, bindparam("tolerance", type_=Float()))]
     conditions.extend(_lifespan_clauses(source, Search()))
+    shown = {key: column for key, column in source.columns.items() if key not in hidden}
     inner = (
-        _feature_select(source, out, func.ST_Distance(source.geom, pt).label("__distance"))
+        select(source.id_column.label("__id"), *[_json_ready(c, c).label(key) for key, c in shown.items()],
+               output_geometry(source.geom, source.srid, out).label("__geometry"),
+               func.round(cast(func.ST_Distance(source.geom, pt), Numeric()), 3).label("__distance"))
         .where(*conditions)
         .order_by(source.geom.op("<->")(pt))
         .limit(bindparam("limit", type_=Integer()))
         .lateral("f")
     )
+    props = select(*[inner.c[key] for key in shown], cast(inner.c["__distance"], Float(precision=53))
+                   .label("distance_m")).correlate(inner).lateral("p")
+    feature = select(literal("Feature", Text()).label("type"), inner.c["__id"].label("id"),
+                     cast(inner.c["__geometry"], JSON()).label("geometry"),
+                     func.to_json(props.table_valued()).label("properties"),
+                     bindparam("layer", type_=Text()).label("layer")).correlate(inner, props).lateral("feature")
     lay = schema.layer
     stmt = (
         select(lay.c.data_version.label("__layer_version"), lay.c.access_level.label("__layer_access"),
                lay.c.owner_agency_id.label("__layer_owner"), lay.c.table_name.label("__layer_table"),
-               grants_column().label("__layer_grants"), *inner.c)
-        .select_from(lay.outerjoin(inner, true()))
+               grants_column().label("__layer_grants"), inner.c["__id"],
+               cast(func.to_json(feature.table_valued()), Text()).label("__feature"))
+        .select_from(lay.outerjoin(inner, true()).outerjoin(props, true()).outerjoin(feature, true()))
         .where(lay.c.name == bindparam("layer", type_=Text()))
     )
     compiled = stmt.compile(dialect=conn.dialect)
@@ -629,8 +667,10 @@ def _compile_identify(conn: Connection, source: LayerSource, out: CRSRef) -> _Id
 
 
 def identify(engine: Engine, layers: list[str], point: Point, principal: Principal | None, *,
-             tolerance: float = 0.0, limit: int = 10, out: CRSRef = CRS84) -> dict[str, list[dict]]:
-    """Features of each layer containing ``point`` or within ``tolerance`` metres, nearest first.
+             tolerance: float = 0.0, limit: int = 10, out: CRSRef = CRS84) -> dict[str, list[str]]:
+    """Features of each layer containing ``point`` or within ``tolerance`` metres, nearest first,
+    as GeoJSON Feature texts written by PostgreSQL (properties as :func:`feature_from_row` gives
+    them, plus ``distance_m`` and the feature's ``layer``).
 
     A layer that does not exist or that the principal may not read raises NotFound. Runs on the
     engine's lean twin pool (:func:`lean_engine`): one round trip per layer.
@@ -644,26 +684,22 @@ def identify(engine: Engine, layers: list[str], point: Point, principal: Princip
         return _identify_with_retry(lean, layers, params, principal, out)
 
 
-def _identify_with_retry(lean: Engine, layers, params, principal, out) -> dict[str, list[dict]]:
+def _identify_with_retry(lean: Engine, layers, params, principal, out) -> dict[str, list[str]]:
     for attempt in (1, 2):
-        with lean.connect() as conn:
-            try:
-                return {name: _identify_one(conn, name, params, principal, out) for name in layers}
-            except (DBAPIError, lean.dialect.loaded_dbapi.Error) as exc:
-                # no pre-ping on the lean pool: when the server dropped the connections, the first
-                # query fails, the pool is emptied and the query is retried on a fresh connection
-                if attempt == 2 or not _is_disconnect(lean, conn, exc):
-                    raise
-                if not conn.invalidated:
-                    conn.invalidate()
+        # the pool's DBAPI connection itself: no SQLAlchemy Connection around one statement
+        dbc = lean.raw_connection()
+        try:
+            return {name: _identify_one(lean, dbc, name, params, principal, out) for name in layers}
+        except lean.dialect.loaded_dbapi.Error as exc:
+            # no pre-ping on the lean pool: when the server dropped the connections, the first
+            # query fails, the pool is emptied and the query is retried on a fresh connection
+            if attempt == 2 or not lean.dialect.is_disconnect(exc, dbc.dbapi_connection, None):
+                raise
+            dbc.invalidate()
+        finally:
+            dbc.close()  # back to the pool, or discarded when invalidated
         lean.dispose()
     raise AssertionError("unreachable")
-
-
-def _is_disconnect(engine: Engine, conn: Connection, exc: Exception) -> bool:
-    if isinstance(exc, DBAPIError):
-        return exc.connection_invalidated
-    return conn.invalidated or engine.dialect.is_disconnect(exc, None, None)
 
 
 _lean_engines: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -689,59 +725,63 @@ def lean_engine(engine: Engine) -> Engine:
     return lean
 
 
-def _identify_one(conn, name, params, principal, out) -> list[dict]:
-    plan = identify_plan(conn, name, out)
-    rows = _run_plan(conn, plan, name, params)
+def _identify_one(lean: Engine, dbc, name, params, principal, out) -> list[str]:
+    plan = _caller_plan(lean, name, out, principal)
+    rows = _run_plan(dbc, plan, name, params)
     head = rows[0] if rows else None
     info = plan.source.info
     if head is None or head["__layer_version"] != info.data_version or head["__layer_table"] != info.table_name:
         # the catalogue changed since the statement was compiled: recompile and run again
-        plan = identify_plan(conn, name, out, refresh=True)
-        rows = _run_plan(conn, plan, name, params)
+        plan = _caller_plan(lean, name, out, principal, refresh=True)
+        rows = _run_plan(dbc, plan, name, params)
         head = rows[0] if rows else None
     if head is None or (principal is not None and not readable_from_row(
             principal, head["__layer_access"], head["__layer_owner"], head["__layer_grants"])):
         raise NotFound(f"no layer named {name!r}")
-    features = [feature_from_row(plan.source, row) for row in rows if row["__id"] is not None]
-    private = personal_columns(plan.source.info, principal)
-    if private:
-        for f in features:
-            for key in private:
-                f["properties"].pop(key, None)
-    if principal is not None and head["__layer_access"] == "restricted" and features:
-        features = _within_granted_area(conn, name, principal, features)
-    return features
+    rows = [row for row in rows if row["__id"] is not None]
+    if principal is not None and head["__layer_access"] == "restricted" and rows:
+        with lean.connect() as conn:
+            rows = _within_granted_area(conn, name, principal, rows)
+    return [row["__feature"] for row in rows]
 
 
-def _within_granted_area(conn, name: str, principal: Principal, features: list[dict]) -> list[dict]:
+def _caller_plan(engine: Engine, name: str, out: CRSRef, principal: Principal | None, *,
+                 refresh: bool = False) -> _IdentifyPlan:
+    """The layer's plan, without the personal columns this caller may not see."""
+    plan = identify_plan(engine, name, out, refresh=refresh)
+    hidden = personal_columns(plan.source.info, principal)
+    return identify_plan(engine, name, out, hidden, refresh=refresh) if hidden else plan
+
+
+def _within_granted_area(conn, name: str, principal: Principal, rows: list[dict]) -> list[dict]:
     """Drop the features outside the granted area for a caller who reads the layer through an
     area-limited grant only (rare: the common path above never gets here with such a grant)."""
     info = get_layer(conn, name, principal)
     if not info.area_limited_for(principal):
-        return features
+        return rows
     source = source_for(conn, info)
-    ids = [f["id"] for f in features]
+    ids = [row["__id"] for row in rows]
     clause = access_area_clause(info, principal, source.geom)
     keep = set(conn.execute(
         select(source.id_column).where(source.id_column.in_(ids), clause)
     ).scalars())
-    return [f for f in features if f["id"] in keep]
+    return [row for row in rows if row["__id"] in keep]
 
 
-def _run_plan(conn, plan: _IdentifyPlan, name: str, params: dict) -> list:
+def _run_plan(dbc, plan: _IdentifyPlan, name: str, params: dict) -> list:
     values = dict(plan.defaults)
     values.update(params)
     values["layer"] = name
-    return run_compiled(conn, plan.sql, values)
+    return run_compiled(dbc, plan.sql, values)
 
 
-def run_compiled(conn: Connection, sql: str, values: dict) -> list[dict]:
-    """Run a statement compiled by SQLAlchemy on the DBAPI cursor, rows as dicts.
+def run_compiled(dbc, sql: str, values: dict) -> list[dict]:
+    """Run a statement compiled by SQLAlchemy on a DBAPI connection, rows as dicts.
 
     The statement text comes from ``Compiled`` (no value is ever formatted into it); skipping
     SQLAlchemy's result layer saves ~0.1 ms of column bookkeeping per identify request.
     """
-    cursor = conn.connection.dbapi_connection.cursor()
+    cursor = dbc.cursor()
     try:
         cursor.execute(sql, values)
         names = [d[0] for d in cursor.description]
@@ -751,9 +791,10 @@ def run_compiled(conn: Connection, sql: str, values: dict) -> list[dict]:
 
 
 def identify_statement(conn: Connection, name: str, point: Point, *, tolerance: float = 0.0, limit: int = 10,
-                       out: CRSRef = CRS84) -> tuple[str, dict]:
-    """The exact SQL and parameters identify runs (for benchmarks that query PostGIS directly)."""
-    plan = identify_plan(conn, name, out)
+                       out: CRSRef = CRS84, principal: Principal | None = None) -> tuple[str, dict]:
+    """The exact SQL and parameters identify runs for ``principal`` (for benchmarks that query
+    PostGIS directly)."""
+    plan = _caller_plan(conn.engine, name, out, principal)
     x, y = point.xy()
     values = dict(plan.defaults)
     values.update(x=x, y=y, srid=point.crs.srid, tolerance=tolerance, limit=limit, layer=name)
