@@ -15,6 +15,7 @@ server), served over real HTTP by a threaded werkzeug server on 127.0.0.1:
    requests/s, against GET /health (the bare server round trip) measured in the same run.
 
 Tiles run in-process (one thread) so the figures are per core and comparable between phases.
+Peak RSS of the baseline and of the job: the process's high-water mark (VmHWM), reset before each.
 """
 
 from __future__ import annotations
@@ -84,6 +85,18 @@ def serve(app):
     return server, f"http://127.0.0.1:{server.server_port}"
 
 
+def reset_peak_rss() -> None:
+    """Start a new high-water mark of this process's RSS (Linux: 5 to clear_refs)."""
+    Path("/proc/self/clear_refs").write_text("5")
+
+
+def peak_rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def rate(session, url: str, n: int, headers=None) -> float:
     """Requests per second for ``n`` sequential GETs (each must answer 200)."""
     t0 = time.perf_counter()
@@ -123,11 +136,13 @@ def main() -> None:
         headers = {"Authorization": f"Bearer {token}"}
         session = requests.Session()
         try:
+            reset_peak_rss()
             t0 = time.perf_counter()
             run_tiled([Source(str(laz))], tmp / "baseline", tile_size=500.0, resolution=1.0, target_srid=None,
                       n_workers=1, processes=False)
             baseline = time.perf_counter() - t0
-            print(f"baseline run_tiled (rasters only): {baseline:.2f} s, {points / baseline / 1e6:.2f} M pts/s")
+            print(f"baseline run_tiled (rasters only): {baseline:.2f} s, {points / baseline / 1e6:.2f} M pts/s, "
+                  f"peak RSS {peak_rss_mb():.0f} MB")
 
             # warm the server (first connection, token check, imports) before timing the upload
             assert session.get(f"{base}/api/lidar/files", headers=headers, timeout=60).status_code == 200
@@ -139,12 +154,14 @@ def main() -> None:
             assert resp.status_code == 202, resp.text
             print(f"upload + pre-flight over HTTP: {upload:.2f} s ({laz.stat().st_size / upload / 1e6:.1f} MB/s)")
 
+            reset_peak_rss()
             t0 = time.perf_counter()
             result = jobs.run_ingest_job(engine, resp.json()["id"], tmp / "var" / "lidar" / "jobs",
                                          n_workers=1, processes=False)
             job = time.perf_counter() - t0
             print(f"ingest job: {job:.2f} s, {points / job / 1e6:.2f} M pts/s; ratio job / baseline = "
-                  f"{job / baseline:.2f}; {len(result['buildings']['ids'])} buildings, {result['tiles']} tiles")
+                  f"{job / baseline:.2f}; {len(result['buildings']['ids'])} buildings, {result['tiles']} tiles, "
+                  f"peak RSS {peak_rss_mb():.0f} MB")
 
             lon0, lat0, lon1, lat1 = 106.0, 10.0, 107.5, 11.5  # the whole district
             bbox = f"bbox={lon0},{lat0},{lon1},{lat1}"
