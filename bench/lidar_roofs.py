@@ -58,16 +58,11 @@ def true_level(data, geom, height):
 
 
 def demo_run():
-    data = demo.generate()
-    ox, oy = data.origin
-    bounds = (ox + 300, oy + 320, ox + 500, oy + 520)
-    pts = demo_lidar.synthesize(data, density=8.0, bounds=bounds)
+    survey = demo_lidar.demo_survey()
+    data, pts, cls, grid, dtm = survey.data, survey.points, survey.classification, survey.grid, survey.surfaces.dtm
     x, y, z = pts["x"], pts["y"], pts["z"]
-    cls = classify_ground(x, y, z, pts["return_number"], pts["number_of_returns"]).classification
-    grid = GridSpec.covering(bounds, 0.5)
-    dtm = build_surfaces(x, y, z, cls, pts["return_number"], grid).dtm
     truth = [(max(shapely.get_parts(b["geom"]), key=lambda g: g.area), b["height"]) for b in data.tables["building"]]
-    cadastral = building_heights([g for g, _ in truth if g.within(shapely.box(*bounds))], x, y, z, cls, dtm, grid)
+    cadastral = building_heights(survey.footprints, x, y, z, cls, dtm, grid)
     report("demo, cadastral footprints", cadastral, x, y, z, cls, None)
     (found, _), detect_seconds = cpu(detect_buildings, x, y, z, cls, pts["number_of_returns"], dtm, grid)
     report("demo, detected footprints", found, x, y, z, cls, detect_seconds)

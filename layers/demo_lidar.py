@@ -10,6 +10,7 @@ place.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -135,3 +136,45 @@ def write_las(points: dict[str, np.ndarray], path: str | Path) -> Path:
         setattr(las, name, points[name])
     las.write(str(path))
     return path
+
+
+#: the 200 m x 200 m part of the demo (offsets from its origin) that the roof tests and benchmark survey
+SURVEY_OFFSETS = (300.0, 320.0, 500.0, 520.0)
+
+
+@dataclass
+class DemoSurvey:
+    """The demo's synthetic LiDAR over ``bounds``, SMRF-classified, with its surfaces on ``grid``."""
+
+    data: DemoData
+    bounds: tuple[float, float, float, float]
+    points: dict[str, np.ndarray]
+    classification: np.ndarray
+    grid: object  # lidar.grid.GridSpec
+    surfaces: object  # lidar.dtm.SurfaceModels
+
+    @property
+    def footprints(self) -> list:
+        """The largest polygon of every cadastral building lying within ``bounds``."""
+        import shapely
+
+        area = shapely.box(*self.bounds)
+        return [max(shapely.get_parts(b["geom"]), key=lambda g: g.area) for b in self.data.tables["building"]
+                if b["geom"].within(area)]
+
+
+def demo_survey(data: DemoData | None = None, *, density: float = 8.0, cell: float = 0.5) -> DemoSurvey:
+    """Synthesize the demo's cloud over ``SURVEY_OFFSETS``, classify its ground and build its DTM/DSM."""
+    from layers.demo import generate
+    from lidar.dtm import build_surfaces
+    from lidar.grid import GridSpec
+    from lidar.ground import classify_ground
+
+    data = data or generate()
+    ox, oy = data.origin
+    bounds = (ox + SURVEY_OFFSETS[0], oy + SURVEY_OFFSETS[1], ox + SURVEY_OFFSETS[2], oy + SURVEY_OFFSETS[3])
+    pts = synthesize(data, density=density, bounds=bounds)
+    x, y, z = pts["x"], pts["y"], pts["z"]
+    cls = classify_ground(x, y, z, pts["return_number"], pts["number_of_returns"]).classification
+    grid = GridSpec.covering(bounds, cell)
+    return DemoSurvey(data, bounds, pts, cls, grid, build_surfaces(x, y, z, cls, pts["return_number"], grid))

@@ -343,23 +343,16 @@ def test_missing_unmeasured_and_unreadable_buildings(export_client, catalogue, m
 
 def test_demo_buildings_export_validates_with_true_heights(client, catalogue, tmp_path):
     """The demo's cadastral buildings measured on its synthetic LiDAR (heights known), exported over HTTP."""
-    from layers import demo, demo_lidar
-    from lidar.dtm import build_surfaces
-    from lidar.grid import GridSpec
-    from lidar.ground import classify_ground
+    from layers import demo
+    from layers.demo_lidar import demo_survey
     from lidar.store import update_cadastral_heights
 
-    data = demo.generate()
+    survey = demo_survey()
+    data, bounds, pts = survey.data, survey.bounds, survey.points
     demo.load(catalogue, data)
-    ox, oy = data.origin
-    bounds = (ox + 300, oy + 320, ox + 500, oy + 520)
-    pts = demo_lidar.synthesize(data, density=8.0, bounds=bounds)
-    x, y, z = pts["x"], pts["y"], pts["z"]
-    cls = classify_ground(x, y, z, pts["return_number"], pts["number_of_returns"]).classification
-    grid = GridSpec.covering(bounds, 0.5)
-    dtm = build_surfaces(x, y, z, cls, pts["return_number"], grid).dtm
     with catalogue.begin() as conn:
-        measured = update_cadastral_heights(conn, x, y, z, cls, dtm, grid)
+        measured = update_cadastral_heights(conn, pts["x"], pts["y"], pts["z"], survey.classification,
+                                            survey.surfaces.dtm, survey.grid)
     inside = [b for b in data.tables["building"] if b["geom"].within(shapely.box(*bounds))]
     assert measured >= 0.9 * len(inside) and len(inside) >= 20
 

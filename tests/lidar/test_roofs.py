@@ -315,21 +315,14 @@ def test_glb_uses_lod2_when_present(test_city, tmp_path):
 
 @pytest.fixture(scope="module")
 def demo_roofs():
-    from layers import demo, demo_lidar
+    from layers.demo_lidar import demo_survey
 
-    data = demo.generate()
-    ox, oy = data.origin
-    bounds = (ox + 300, oy + 320, ox + 500, oy + 520)
-    pts = demo_lidar.synthesize(data, density=8.0, bounds=bounds)
+    survey = demo_survey()
+    pts, cls, surfaces = survey.points, survey.classification, survey.surfaces
     x, y, z = pts["x"], pts["y"], pts["z"]
-    cls = classify_ground(x, y, z, pts["return_number"], pts["number_of_returns"]).classification
-    grid = GridSpec.covering(bounds, 0.5)
-    surfaces = build_surfaces(x, y, z, cls, pts["return_number"], grid)
-    footprints = [max(shapely.get_parts(b["geom"]), key=lambda g: g.area) for b in data.tables["building"]
-                  if b["geom"].within(shapely.box(*bounds))]
-    buildings = building_heights(footprints, x, y, z, cls, surfaces.dtm, grid)
+    buildings = building_heights(survey.footprints, x, y, z, cls, surfaces.dtm, survey.grid)
     models = reconstruct_roofs(buildings, x, y, z, cls)
-    return data, pts, cls, surfaces, buildings, models
+    return survey.data, pts, cls, surfaces, buildings, models
 
 
 def test_demo_flat_roofs_get_lod2(demo_roofs):
