@@ -57,23 +57,49 @@ ROW_COLUMNS = 8
 # --- face discharges ---------------------------------------------------------------------------
 
 
-@numba.njit(cache=True, inline="always")
-def _face_flux(q0, q_before, q_after, hf, deta, gdt, gdt_dx, n2, c_theta, c_side, fr2g):
-    """de Almeida et al. (2012) eq. 13 with the friction of Bates et al. (2010), Froude-limited.
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def _cbrt(x):
+    """Cube root of a positive normal float64 to ~1e-15 (relative), with multiplications only.
+
+    ``np.cbrt`` is a libm call that keeps the face loops scalar and was three quarters of the
+    momentum pass; this one vectorizes. Initial guess of x^(-1/3) from the exponent bits (within
+    ~4 %), then four Newton steps on r^-3 = x (each squares the error).
+    """
+    high = np.uint32(np.float64(x).view(np.uint64) >> np.uint64(32))  # sign, exponent, top of the mantissa
+    r = np.uint64(np.uint64(np.uint32(0x553EF0FF) - high // np.uint32(3)) << np.uint64(32)).view(np.float64)
+    for _ in range(4):
+        r = r * (4.0 / 3.0 - (1.0 / 3.0) * x * (r * r * r))
+    return x * r * r
+
+
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def _unlimited_flux(q0, q_before, q_after, hf, deta, gdt, gdt_dx, n2, c_theta, c_side):
+    """de Almeida et al. (2012) eq. 13 with the friction of Bates et al. (2010), before the Froude limit.
 
     ``q = (q_avg - g hf dt deta/dx) / (1 + g dt n2 |q0| / hf^(7/3))`` written with one division,
-    hf^(7/3) as hf^2 cbrt(hf); the Froude limit compares squares and takes a root only when it acts.
+    hf^(7/3) as hf^2 cbrt(hf); no branches (a select), so that the face loops vectorize.
     """
     q = c_theta * q0 + c_side * (q_before + q_after) - gdt_dx * hf * deta
     friction = gdt * n2 * abs(q0)
-    if friction > 0.0:
-        hf73 = hf * hf * np.cbrt(hf)
-        q = q * hf73 / (hf73 + friction)
+    hf73 = hf * hf * _cbrt(hf)
+    return q * hf73 / (hf73 + friction) if friction > 0.0 else q
+
+
+@numba.njit(cache=True, inline="always")
+def _froude_limited(q, hf, fr2g):
+    """``q`` limited to Froude number sqrt(fr2g / g): compares squares, takes the root only when it acts."""
     if fr2g > 0.0:
         lim2 = fr2g * hf * hf * hf
         if q * q > lim2:
-            q = np.sqrt(lim2) if q > 0.0 else -np.sqrt(lim2)
+            return np.sqrt(lim2) if q > 0.0 else -np.sqrt(lim2)
     return q
+
+
+@numba.njit(cache=True, inline="always")
+def _face_flux(q0, q_before, q_after, hf, deta, gdt, gdt_dx, n2, c_theta, c_side, fr2g):
+    """The discharge of one face: :func:`_unlimited_flux`, Froude-limited."""
+    return _froude_limited(_unlimited_flux(q0, q_before, q_after, hf, deta, gdt, gdt_dx, n2, c_theta, c_side),
+                           hf, fr2g)
 
 
 @numba.njit(cache=True, inline="always")
@@ -107,12 +133,6 @@ def _boundary_flux(kind, stage, h_i, z_i, q0, out_sign, gdt, gdt_dx, n2, h_min, 
         return 0.0
     hc = h_i * (2.0 / 3.0)
     return out_sign * hc * np.sqrt(g * hc)
-
-
-@numba.njit(cache=True, inline="always")
-def _coarse(fi, fj):
-    """A face advanced by the main step: both cells active, neither sub-cycled."""
-    return (fi & fj & ACTIVE) != 0 and ((fi | fj) & SUBCYCLED) == 0
 
 
 @numba.njit(cache=True, inline="always")
@@ -169,81 +189,166 @@ def _momentum_row(r, h, z, flags, qx, qy, qx_new, qy_new, n2x, n2y, bkind, bstag
                                fr2g, True)
         qx_new[r, nx] = _x_face(r, nx, h, z, flags, qx, n2x, bkind, bstage, gdt, gdt_dx, theta, c_side, h_min, g,
                                 fr2g, True)
-        for c in range(1, nx):
-            fi = flags[r, c - 1]
-            fj = flags[r, c]
-            if _coarse(fi, fj):
-                qx_new[r, c] = _interior_flux(z[r, c - 1], z[r, c], h[r, c - 1], h[r, c], qx[r, c], qx[r, c - 1],
-                                              qx[r, c + 1], n2x[r, c], gdt, gdt_dx, theta, c_side, h_min, fr2g)
-            else:
-                qx_new[r, c] = 0.0
+        _x_faces_row(r, h, z, flags, qx, qx_new, n2x, gdt, gdt_dx, theta, c_side, h_min, fr2g)
     if r == 0 or r == ny:
         for c in range(nx):
             qy_new[r, c] = _y_face(r, c, h, z, flags, qy, n2y, bkind, bstage, gdt, gdt_dx, theta, c_side, h_min, g,
                                    fr2g, True)
         return
+    _y_faces_row(r, h, z, flags, qy, qy_new, n2y, gdt, gdt_dx, theta, c_side, h_min, fr2g)
+
+
+# The interior face loops compute every face and select (no branches), which lets them vectorize;
+# a face that is not advanced gets depth 1 (a finite flux, discarded) and discharge 0. The Froude
+# limit's root costs as much as the rest of the loop: the loop only counts the faces over the limit
+# and a scalar pass limits them when there are any (rarely).
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _x_faces_row(r, h, z, flags, qx, qx_new, n2x, gdt, gdt_dx, c_theta, c_side, h_min, fr2g):
+    """Interior x-faces of row r advanced by the main step (both cells active, neither sub-cycled)."""
+    nx = h.shape[1]
+    over = 0
+    for c in range(1, nx):
+        fi = flags[r, c - 1]
+        fj = flags[r, c]
+        zi = z[r, c - 1]
+        zj = z[r, c]
+        eta_i = zi + h[r, c - 1]
+        eta_j = zj + h[r, c]
+        hf = max(eta_i, eta_j) - max(zi, zj)
+        wet = ((fi & fj & ACTIVE) != 0) & (((fi | fj) & SUBCYCLED) == 0) & (hf > h_min)
+        hf = hf if wet else 1.0
+        q = _unlimited_flux(qx[r, c], qx[r, c - 1], qx[r, c + 1], hf, eta_j - eta_i, gdt, gdt_dx, n2x[r, c],
+                            c_theta, c_side)
+        q = q if wet else 0.0
+        over += q * q > fr2g * hf * hf * hf
+        qx_new[r, c] = q
+    if fr2g > 0.0 and over > 0:
+        for c in range(1, nx):
+            zi = z[r, c - 1]
+            zj = z[r, c]
+            hf = max(zi + h[r, c - 1], zj + h[r, c]) - max(zi, zj)
+            qx_new[r, c] = _froude_limited(qx_new[r, c], hf, fr2g)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _y_faces_row(r, h, z, flags, qy, qy_new, n2y, gdt, gdt_dx, c_theta, c_side, h_min, fr2g):
+    """Interior y-faces of face row r (0 < r < ny) advanced by the main step."""
+    nx = h.shape[1]
+    over = 0
     for c in range(nx):
         fi = flags[r - 1, c]
         fj = flags[r, c]
-        if _coarse(fi, fj):
-            qy_new[r, c] = _interior_flux(z[r - 1, c], z[r, c], h[r - 1, c], h[r, c], qy[r, c], qy[r - 1, c],
-                                          qy[r + 1, c], n2y[r, c], gdt, gdt_dx, theta, c_side, h_min, fr2g)
-        else:
-            qy_new[r, c] = 0.0
+        zi = z[r - 1, c]
+        zj = z[r, c]
+        eta_i = zi + h[r - 1, c]
+        eta_j = zj + h[r, c]
+        hf = max(eta_i, eta_j) - max(zi, zj)
+        wet = ((fi & fj & ACTIVE) != 0) & (((fi | fj) & SUBCYCLED) == 0) & (hf > h_min)
+        hf = hf if wet else 1.0
+        q = _unlimited_flux(qy[r, c], qy[r - 1, c], qy[r + 1, c], hf, eta_j - eta_i, gdt, gdt_dx, n2y[r, c],
+                            c_theta, c_side)
+        q = q if wet else 0.0
+        over += q * q > fr2g * hf * hf * hf
+        qy_new[r, c] = q
+    if fr2g > 0.0 and over > 0:
+        for c in range(nx):
+            zi = z[r - 1, c]
+            zj = z[r, c]
+            hf = max(zi + h[r - 1, c], zj + h[r, c]) - max(zi, zj)
+            qy_new[r, c] = _froude_limited(qy_new[r, c], hf, fr2g)
 
 
-@numba.njit(cache=True, parallel=True)
-def momentum(h, z, flags, qx, qy, qx_new, qy_new, n2x, n2y, bkind, bstage, dt, dx, theta, h_min, g, fr_max):
-    """New face discharges from the current depths (explicit in h, semi-implicit friction), rows in parallel.
-
-    Faces touching a SUBCYCLED cell get 0 here (they are advanced by :func:`subcycle_step`).
-    """
-    for r in numba.prange(h.shape[0] + 1):
-        _momentum_row(r, h, z, flags, qx, qy, qx_new, qy_new, n2x, n2y, bkind, bstage, dt, dx, theta, h_min, g,
-                      fr_max)
+#: rows of the momentum pass per task: each task computes its rows' outflow factors as soon as
+#: the faces below a row are known (while they are in cache); the last row of a task waits for
+#: the next task's first face row and is done after the parallel loop
+MOMENTUM_ROWS_PER_TASK = 32
 
 
 @numba.njit(cache=True)
-def momentum_serial(h, z, flags, qx, qy, qx_new, qy_new, n2x, n2y, bkind, bstage, dt, dx, theta, h_min, g, fr_max):
-    for r in range(h.shape[0] + 1):
+def _momentum_rows(r0, r1, h, z, flags, qx, qy, qx_new, qy_new, n2x, n2y, bkind, bstage, dt, dx, theta, h_min, g,
+                   fr_max, factor, row_limited):
+    """Face rows r0:r1 (see :func:`_momentum_row`), then the outflow factors of cell rows r0:r1-1."""
+    k = dt / dx
+    for r in range(r0, r1):
         _momentum_row(r, h, z, flags, qx, qy, qx_new, qy_new, n2x, n2y, bkind, bstage, dt, dx, theta, h_min, g,
                       fr_max)
+        if r > r0:
+            row_limited[r - 1] = _factor_row(r - 1, h, flags, qx_new, qy_new, k, factor)
+
+
+@numba.njit(cache=True, parallel=True)
+def momentum(h, z, flags, qx, qy, qx_new, qy_new, n2x, n2y, bkind, bstage, dt, dx, theta, h_min, g, fr_max, factor,
+             row_limited):
+    """New face discharges from the current depths (explicit in h, semi-implicit friction), rows in parallel,
+    and the outflow factors of the cells (:func:`_factor_row`); returns the count of limited cells.
+
+    Faces touching a SUBCYCLED cell get 0 here (they are advanced by :func:`subcycle_step`).
+    """
+    ny = h.shape[0]
+    n_tasks = (ny + MOMENTUM_ROWS_PER_TASK - 1) // MOMENTUM_ROWS_PER_TASK
+    for j in numba.prange(n_tasks):
+        r0 = np.int64(j) * MOMENTUM_ROWS_PER_TASK
+        r1 = min(r0 + MOMENTUM_ROWS_PER_TASK, ny) + (1 if r0 + MOMENTUM_ROWS_PER_TASK >= ny else 0)
+        _momentum_rows(r0, r1, h, z, flags, qx, qy, qx_new, qy_new, n2x, n2y, bkind, bstage, dt, dx, theta, h_min,
+                       g, fr_max, factor, row_limited)
+    for j in range(n_tasks - 1):
+        r = (j + 1) * MOMENTUM_ROWS_PER_TASK - 1
+        row_limited[r] = _factor_row(r, h, flags, qx_new, qy_new, dt / dx, factor)
+    return row_limited.sum()
+
+
+@numba.njit(cache=True)
+def momentum_serial(h, z, flags, qx, qy, qx_new, qy_new, n2x, n2y, bkind, bstage, dt, dx, theta, h_min, g, fr_max,
+                    factor, row_limited):
+    _momentum_rows(0, h.shape[0] + 1, h, z, flags, qx, qy, qx_new, qy_new, n2x, n2y, bkind, bstage, dt, dx, theta,
+                   h_min, g, fr_max, factor, row_limited)
+    return row_limited.sum()
 
 
 # --- outflow limiter ---------------------------------------------------------------------------
 
 
-@numba.njit(cache=True)
-def _factor_row(r, h, qx, qy, k, factor):
+@numba.njit(cache=True, error_model="numpy")
+def _factor_row(r, h, flags, qx, qy, k, factor):
+    """Outflow factors of row r, written only if one is below 1 (rows without are not read); the count below 1.
+
+    FINE cells are not counted: their depth changes in the sub-steps, :func:`fine_factors` sets them.
+    """
     r = np.int64(r)
     nx = h.shape[1]
     n = 0
     for c in range(nx):
         out = (max(0.0, -qx[r, c]) + max(0.0, qx[r, c + 1]) + max(0.0, -qy[r, c]) + max(0.0, qy[r + 1, c])) * k
-        if out > h[r, c]:
-            factor[r, c] = h[r, c] / out
-            n += 1
-        else:
-            factor[r, c] = 1.0
+        n += (out > h[r, c]) & ((flags[r, c] & FINE) == 0)
+    if n > 0:
+        for c in range(nx):
+            out = (max(0.0, -qx[r, c]) + max(0.0, qx[r, c + 1]) + max(0.0, -qy[r, c]) + max(0.0, qy[r + 1, c])) * k
+            factor[r, c] = h[r, c] / out if out > h[r, c] else 1.0
     return n
-
-
-@numba.njit(cache=True, parallel=True)
-def outflow_factors(h, qx, qy, dt, dx, factor):
-    """Per cell, the fraction (<= 1) of its outflow it can supply from its depth; returns the count below 1."""
-    ny = h.shape[0]
-    limited = np.zeros(ny, dtype=np.int64)
-    for r in numba.prange(ny):
-        limited[r] = _factor_row(r, h, qx, qy, dt / dx, factor)
-    return limited.sum()
 
 
 @numba.njit(cache=True)
-def outflow_factors_serial(h, qx, qy, dt, dx, factor):
-    n = 0
-    for r in range(h.shape[0]):
-        n += _factor_row(r, h, qx, qy, dt / dx, factor)
-    return n
+def fine_factors(h, qx, qy, cells, k, factor, row_limited):
+    """Outflow factors of the FINE cells over their faces of the main step, from their depths after the sub-steps.
+
+    A row whose factors were not written (none below 1) gets them (1) before its first factor below
+    1. Returns the count below 1.
+    """
+    n_limited = 0
+    for i in range(cells.shape[0]):
+        r, c = cells[i, 0], cells[i, 1]
+        out = (max(0.0, -qx[r, c]) + max(0.0, qx[r, c + 1]) + max(0.0, -qy[r, c]) + max(0.0, qy[r + 1, c])) * k
+        f = h[r, c] / out if out > h[r, c] else 1.0
+        if row_limited[r] == 0 and f < 1.0:
+            factor[r, :] = 1.0
+        if row_limited[r] > 0 or f < 1.0:
+            factor[r, c] = f
+        if f < 1.0:
+            row_limited[r] += 1
+            n_limited += 1
+    return n_limited
 
 
 # Per-cell helpers below take only scalars: statistics in a per-cell helper taking the arrays as
@@ -262,28 +367,36 @@ def _limited(q, f_up, f_down, up_inside, down_inside):
 
 
 @numba.njit(cache=True)
-def _limit_row(r, qx, qy, factor):
-    """Scale the faces of row r (x-faces, and the y-faces above it) by the factor of the cell they leave."""
+def _limit_row(r, qx, qy, factor, row_limited):
+    """Scale the faces of row r (x-faces, and the y-faces above it) by the factor of the cell they leave.
+
+    Rows without a limited cell (``row_limited``) have factor 1 and are skipped.
+    """
     r = np.int64(r)
     ny, nx = factor.shape
-    if r < ny:
+    if r < ny and row_limited[r] > 0:
         for c in range(nx + 1):
             qx[r, c] = _limited(qx[r, c], factor[r, max(c - 1, 0)], factor[r, min(c, nx - 1)], c > 0, c < nx)
-    for c in range(nx):
-        qy[r, c] = _limited(qy[r, c], factor[max(r - 1, 0), c], factor[min(r, ny - 1), c], r > 0, r < ny)
+    above = r > 0 and row_limited[r - 1] > 0
+    below = r < ny and row_limited[r] > 0
+    if above or below:
+        for c in range(nx):
+            f_up = factor[r - 1, c] if above else 1.0
+            f_down = factor[r, c] if below else 1.0
+            qy[r, c] = _limited(qy[r, c], f_up, f_down, r > 0, r < ny)
 
 
 @numba.njit(cache=True, parallel=True)
-def limit_outflow(qx, qy, factor):
+def limit_outflow(qx, qy, factor, row_limited):
     """Scale every face discharge by the factor of the cell it leaves (boundary inflow is unlimited)."""
     for r in numba.prange(factor.shape[0] + 1):
-        _limit_row(r, qx, qy, factor)
+        _limit_row(r, qx, qy, factor, row_limited)
 
 
 @numba.njit(cache=True)
-def limit_outflow_serial(qx, qy, factor):
+def limit_outflow_serial(qx, qy, factor, row_limited):
     for r in range(factor.shape[0] + 1):
-        _limit_row(r, qx, qy, factor)
+        _limit_row(r, qx, qy, factor, row_limited)
 
 
 # --- continuity --------------------------------------------------------------------------------
@@ -343,90 +456,90 @@ def _row_rain(r, rain_depth, rain_pattern, loss_initial, loss_rate, dt, flags, g
     return s_rain, s_loss
 
 
-@numba.njit(cache=True)
-def _row_counts(r, h, flags, thresholds, counts):
-    """Active cells of row r deeper than each threshold (thresholds decrease)."""
+@numba.njit(cache=True, error_model="numpy")
+def _row_counts(r, h, thresholds, counts):
+    """Cells of row r deeper than each threshold (blocked cells hold no water, thresholds are positive)."""
     for j in range(thresholds.size):
-        counts[r, j] = 0
-    if thresholds.size == 0:
-        return
-    lowest = thresholds[thresholds.size - 1]
-    for c in range(h.shape[1]):
-        d = h[r, c]
-        if d > lowest and (flags[r, c] & ACTIVE):
-            for j in range(thresholds.size):
-                if d > thresholds[j]:
-                    counts[r, j] += 1
+        level = thresholds[j]
+        n = 0
+        for c in range(h.shape[1]):
+            n += h[r, c] > level
+        counts[r, j] = n
 
 
-@numba.njit(cache=True, inline="always")
-def _edge_volumes(r, c, ny, nx, ql, qr, qt, qb):
-    """(in, out) unit volumes per second through the grid-edge faces of cell (r, c)."""
-    vin = 0.0
-    vout = 0.0
-    if c == 0:
-        vin += max(0.0, ql)
-        vout += max(0.0, -ql)
-    if c == nx - 1:
-        vin += max(0.0, -qr)
-        vout += max(0.0, qr)
+@numba.njit(cache=True)
+def _row_edge_volumes(r, qx, qy):
+    """(in, out) unit volumes per second through the grid-edge faces of row r."""
+    ny, nx = qx.shape[0], qy.shape[1]
+    ql = qx[r, 0]
+    qr = qx[r, nx]
+    vin = max(0.0, ql) + max(0.0, -qr)
+    vout = max(0.0, -ql) + max(0.0, qr)
     if r == 0:
-        vin += max(0.0, qt)
-        vout += max(0.0, -qt)
+        for c in range(nx):
+            vin += max(0.0, qy[0, c])
+            vout += max(0.0, -qy[0, c])
     if r == ny - 1:
-        vin += max(0.0, -qb)
-        vout += max(0.0, qb)
+        for c in range(nx):
+            vin += max(0.0, -qy[ny, c])
+            vout += max(0.0, qy[ny, c])
     return vin, vout
+
+
+@numba.njit(cache=True, error_model="numpy", fastmath={"reassoc"})
+def _row_depths(r, h, flags, flags_next, qx, qy, k, gain, cell_gain, uniform_gain, h_split):
+    """New depths of row r, its next flags; (depth sum, round-off added, active cells, max depth, max not deep).
+
+    ``reassoc`` only lets the row sums be added in vector lanes (deterministic: the same for any
+    number of threads). The maxima are taken on the bit patterns: for depths >= 0 their order is the
+    order of the int64 patterns, and an integer maximum vectorizes where a float one does not.
+    """
+    s_h = 0.0
+    s_neg = 0.0
+    n_active = 0
+    m_h = np.int64(0)
+    m_shallow = np.int64(0)
+    for c in range(h.shape[1]):
+        active = (flags[r, c] & ACTIVE) != 0
+        h_old = h[r, c]
+        hn = h_old + k * (qx[r, c] - qx[r, c + 1] + qy[r, c] - qy[r + 1, c])
+        hn += gain[c] if cell_gain else uniform_gain
+        # only round-off can make a depth negative (outflow is limited to the depth); reported, not hidden
+        negative = active & (hn < 0.0)
+        s_neg -= hn if negative else 0.0
+        hn = (0.0 if hn < 0.0 else hn) if active else h_old
+        h[r, c] = hn
+        deep = hn > h_split
+        flags_next[r, c] = (ACTIVE | (SUBCYCLED if deep else 0)) if active else 0
+        s_h += hn
+        n_active += active
+        bits = np.float64(hn).view(np.int64)
+        m_h = max(m_h, bits)
+        m_shallow = max(m_shallow, 0 if deep else bits)
+    return s_h, s_neg, n_active, np.int64(m_h).view(np.float64), np.int64(m_shallow).view(np.float64)
 
 
 @numba.njit(cache=True)
 def _continuity_row(r, h, flags, flags_next, qx, qy, dt, dx, rain_depth, uniform_loss, uniform, rain_pattern,
-                    loss_initial, loss_rate, h_split, thresholds, counts, row_sums, do_stats, t, stat_depths,
-                    max_depth, max_speed, max_dv, max_hr, arrival, duration):
+                    loss_initial, loss_rate, h_split, thresholds, counts, row_sums, do_stats, stats_dt, t,
+                    stat_depths, max_depth, max_speed, max_dv, max_hr, arrival, duration):
     r = np.int64(r)
-    ny, nx = h.shape
-    k = dt / dx
-    s_h = m_h = s_rain = s_loss = s_neg = s_in = s_out = m_shallow = 0.0
-    gain = np.empty(nx)
-    uniform_gain = rain_depth - uniform_loss
-    if rain_depth > 0.0 and not uniform:
+    nx = h.shape[1]
+    gain = np.zeros(nx)
+    cell_gain = rain_depth > 0.0 and not uniform
+    s_rain = s_loss = 0.0
+    if cell_gain:
         s_rain, s_loss = _row_rain(r, rain_depth, rain_pattern, loss_initial, loss_rate, dt, flags, gain)
-    edge_row = r == 0 or r == ny - 1
-    for c in range(nx):
-        f = flags[r, c]
-        if (f & ACTIVE) == 0:
-            flags_next[r, c] = 0
-            continue
-        ql = qx[r, c]
-        qr = qx[r, c + 1]
-        qt = qy[r, c]
-        qb = qy[r + 1, c]
-        if edge_row or c == 0 or c == nx - 1:
-            vin, vout = _edge_volumes(r, c, ny, nx, ql, qr, qt, qb)
-            s_in += vin
-            s_out += vout
-        hn = h[r, c] + k * (ql - qr + qt - qb)
-        if rain_depth > 0.0:
-            if uniform:
-                hn += uniform_gain
-                s_rain += rain_depth
-                s_loss += uniform_loss
-            else:
-                hn += gain[c]
-        if hn < 0.0:
-            # only round-off can get here (outflow is limited to the depth); reported, not hidden
-            s_neg -= hn
-            hn = 0.0
-        h[r, c] = hn
-        deep = hn > h_split
-        flags_next[r, c] = ACTIVE | (SUBCYCLED if deep else 0)
-        s_h += hn
-        m_h = max(m_h, hn)
-        if not deep:
-            m_shallow = max(m_shallow, hn)
-    _row_counts(r, h, flags, thresholds, counts)
+    uniform_gain = rain_depth - uniform_loss if rain_depth > 0.0 else 0.0
+    s_h, s_neg, n_active, m_h, m_shallow = _row_depths(r, h, flags, flags_next, qx, qy, dt / dx, gain, cell_gain,
+                                                       uniform_gain, h_split)
+    if rain_depth > 0.0 and uniform:
+        s_rain = n_active * rain_depth
+        s_loss = n_active * uniform_loss
+    s_in, s_out = _row_edge_volumes(r, qx, qy)
+    _row_counts(r, h, thresholds, counts)
     if do_stats:
-        _row_statistics(r, 0, nx, False, h, flags, qx, qy, t, dt, stat_depths,
+        _row_statistics(r, 0, nx, False, h, flags, qx, qy, t, stats_dt, stat_depths,
                         max_depth, max_speed, max_dv, max_hr, arrival, duration)
     row_sums[r, ROW_STORAGE] = s_h
     row_sums[r, ROW_MAX] = m_h
@@ -440,8 +553,8 @@ def _continuity_row(r, h, flags, flags_next, qx, qy, dt, dx, rain_depth, uniform
 
 @numba.njit(cache=True, parallel=True)
 def continuity(h, flags, flags_next, qx, qy, dt, dx, rain_depth, uniform_loss, uniform, rain_pattern, loss_initial,
-               loss_rate, h_split, thresholds, counts, row_sums, do_stats, t, stat_depths, max_depth, max_speed,
-               max_dv, max_hr, arrival, duration):
+               loss_rate, h_split, thresholds, counts, row_sums, do_stats, stats_dt, t, stat_depths, max_depth,
+               max_speed, max_dv, max_hr, arrival, duration):
     """Depth update from the (limited) face discharges, rain and losses; statistics; row sums.
 
     Rain is ``rain_depth`` times ``rain_pattern`` minus initial then continuing losses, or, when
@@ -454,54 +567,58 @@ def continuity(h, flags, flags_next, qx, qy, dt, dx, rain_depth, uniform_loss, u
     """
     for r in numba.prange(h.shape[0]):
         _continuity_row(r, h, flags, flags_next, qx, qy, dt, dx, rain_depth, uniform_loss, uniform, rain_pattern,
-                        loss_initial, loss_rate, h_split, thresholds, counts, row_sums, do_stats, t, stat_depths,
-                        max_depth, max_speed, max_dv, max_hr, arrival, duration)
+                        loss_initial, loss_rate, h_split, thresholds, counts, row_sums, do_stats, stats_dt, t,
+                        stat_depths, max_depth, max_speed, max_dv, max_hr, arrival, duration)
 
 
 @numba.njit(cache=True)
 def continuity_serial(h, flags, flags_next, qx, qy, dt, dx, rain_depth, uniform_loss, uniform, rain_pattern,
-                      loss_initial, loss_rate, h_split, thresholds, counts, row_sums, do_stats, t, stat_depths,
-                      max_depth, max_speed, max_dv, max_hr, arrival, duration):
+                      loss_initial, loss_rate, h_split, thresholds, counts, row_sums, do_stats, stats_dt, t,
+                      stat_depths, max_depth, max_speed, max_dv, max_hr, arrival, duration):
     for r in range(h.shape[0]):
         _continuity_row(r, h, flags, flags_next, qx, qy, dt, dx, rain_depth, uniform_loss, uniform, rain_pattern,
-                        loss_initial, loss_rate, h_split, thresholds, counts, row_sums, do_stats, t, stat_depths,
-                        max_depth, max_speed, max_dv, max_hr, arrival, duration)
+                        loss_initial, loss_rate, h_split, thresholds, counts, row_sums, do_stats, stats_dt, t,
+                        stat_depths, max_depth, max_speed, max_dv, max_hr, arrival, duration)
 
 
 @numba.njit(cache=True)
-def step_momentum(h, z, flags, qx, qy, qx_new, qy_new, n2x, n2y, bkind, bstage, dt, dx, theta, h_min, g, fr_max):
-    """First half of a step: :func:`momentum`, in parallel on large grids."""
-    if h.size >= PARALLEL_MIN_CELLS:
-        momentum(h, z, flags, qx, qy, qx_new, qy_new, n2x, n2y, bkind, bstage, dt, dx, theta, h_min, g, fr_max)
-    else:
-        momentum_serial(h, z, flags, qx, qy, qx_new, qy_new, n2x, n2y, bkind, bstage, dt, dx, theta, h_min, g,
-                        fr_max)
+def step_momentum(h, z, flags, qx, qy, qx_new, qy_new, n2x, n2y, bkind, bstage, dt, dx, theta, h_min, g, fr_max,
+                  factor, row_limited):
+    """First half of a step: :func:`momentum` with the outflow factors, in parallel on large grids.
 
-
-@numba.njit(cache=True)
-def step_continuity(h, flags, flags_next, qx_new, qy_new, factor, dt, dx, rain_depth, uniform_loss, uniform,
-                    rain_pattern, loss_initial, loss_rate, h_split, thresholds, counts, row_sums, do_stats, t,
-                    stat_depths, max_depth, max_speed, max_dv, max_hr, arrival, duration):
-    """Second half of a step: outflow limiter, continuity, statistics, in parallel on large grids.
-
-    Returns the count of cells whose outflow was limited followed by :func:`row_totals` (depth
-    sums; boundary volumes as sums of unit discharge, to be multiplied by dt * dx).
+    Returns the count of cells whose outflow will be limited.
     """
     if h.size >= PARALLEL_MIN_CELLS:
-        n_limited = outflow_factors(h, qx_new, qy_new, dt, dx, factor)
+        return momentum(h, z, flags, qx, qy, qx_new, qy_new, n2x, n2y, bkind, bstage, dt, dx, theta, h_min, g,
+                        fr_max, factor, row_limited)
+    return momentum_serial(h, z, flags, qx, qy, qx_new, qy_new, n2x, n2y, bkind, bstage, dt, dx, theta, h_min, g,
+                           fr_max, factor, row_limited)
+
+
+@numba.njit(cache=True)
+def step_continuity(h, flags, flags_next, qx_new, qy_new, factor, row_limited, n_limited, dt, dx, rain_depth,
+                    uniform_loss, uniform, rain_pattern, loss_initial, loss_rate, h_split, thresholds, counts,
+                    row_sums, do_stats, stats_dt, t, stat_depths, max_depth, max_speed, max_dv, max_hr, arrival,
+                    duration):
+    """Second half of a step: outflow limiter (when ``n_limited``), continuity, statistics, in parallel on
+    large grids.
+
+    Returns :func:`row_totals` (depth sums; boundary volumes as sums of unit discharge, to be
+    multiplied by dt * dx).
+    """
+    if h.size >= PARALLEL_MIN_CELLS:
         if n_limited > 0:
-            limit_outflow(qx_new, qy_new, factor)
+            limit_outflow(qx_new, qy_new, factor, row_limited)
         continuity(h, flags, flags_next, qx_new, qy_new, dt, dx, rain_depth, uniform_loss, uniform, rain_pattern,
-                   loss_initial, loss_rate, h_split, thresholds, counts, row_sums, do_stats, t, stat_depths,
-                   max_depth, max_speed, max_dv, max_hr, arrival, duration)
+                   loss_initial, loss_rate, h_split, thresholds, counts, row_sums, do_stats, stats_dt, t,
+                   stat_depths, max_depth, max_speed, max_dv, max_hr, arrival, duration)
     else:
-        n_limited = outflow_factors_serial(h, qx_new, qy_new, dt, dx, factor)
         if n_limited > 0:
-            limit_outflow_serial(qx_new, qy_new, factor)
+            limit_outflow_serial(qx_new, qy_new, factor, row_limited)
         continuity_serial(h, flags, flags_next, qx_new, qy_new, dt, dx, rain_depth, uniform_loss, uniform,
-                          rain_pattern, loss_initial, loss_rate, h_split, thresholds, counts, row_sums, do_stats, t,
-                          stat_depths, max_depth, max_speed, max_dv, max_hr, arrival, duration)
-    return (n_limited,) + row_totals(row_sums)
+                          rain_pattern, loss_initial, loss_rate, h_split, thresholds, counts, row_sums, do_stats,
+                          stats_dt, t, stat_depths, max_depth, max_speed, max_dv, max_hr, arrival, duration)
+    return row_totals(row_sums)
 
 
 @numba.njit(cache=True)

@@ -144,6 +144,11 @@ class SolverParams:
     #: local time stepping: cells much deeper than the rest (canals) advance in up to this many
     #: sub-steps of their own CFL step while the rest of the grid takes one; 1 = one step for all
     subcycles: int = 4
+    #: simulated seconds between updates of the maxima, arrival time and duration (at least one
+    #: step; also on the step that reaches an output time or the end); 0 = every step. The
+    #: statistics are the cost of reading and writing six grids: every step they cost more than the
+    #: continuity pass
+    stats_interval: float = 1.0
 
     def __post_init__(self):
         if not (isinstance(self.subcycles, int) and 1 <= self.subcycles <= 16):
@@ -154,6 +159,8 @@ class SolverParams:
             raise InvalidScenario("alpha must be in (0, 1]")
         if self.h_min <= 0 or self.dt_max <= 0 or self.froude_max < 0:
             raise InvalidScenario("h_min and dt_max must be positive, froude_max non-negative")
+        if not 0.0 <= self.stats_interval < math.inf:
+            raise InvalidScenario("stats_interval must be a finite number of seconds >= 0")
 
 
 @dataclass
@@ -266,6 +273,8 @@ class Simulation:
         self._qx_new = np.zeros_like(self.qx)
         self._qy_new = np.zeros_like(self.qy)
         self._factor = np.ones((ny, nx))
+        self._row_limited = np.zeros(ny, dtype=np.int64)
+        self._fine_factor = np.ones((ny, nx))
         self._row_sums = np.zeros((ny, kernels.ROW_COLUMNS))
         self._n2x, self._n2y = _face_manning_squared(domain.manning)
         self._setup_forcing()
@@ -284,6 +293,8 @@ class Simulation:
         self._subcycles_wanted = 1
         self.substeps = 0
         self.t = 0.0
+        #: time of the last update of the statistics (the initial state is the first)
+        self._stats_time = 0.0
         self.steps = 0
         self.limited_cell_steps = 0
         area = domain.dx * domain.dx
@@ -434,7 +445,11 @@ class Simulation:
         return dt, n_sub, (xf, yf, cells)
 
     def step(self, dt_limit: float = math.inf, stats: bool = True) -> float:
-        """Advance one adaptive step (at most ``dt_limit`` s); returns the step length."""
+        """Advance one adaptive step (at most ``dt_limit`` s); returns the step length.
+
+        ``stats``: update the statistics on this step if ``params.stats_interval`` has passed or the
+        step ends at ``dt_limit``; False leaves this step out of them.
+        """
         p = self.params
         dx = self.domain.dx
         dt, n_sub, fine = self._time_step(dt_limit)
@@ -445,9 +460,13 @@ class Simulation:
         for j in range(self._thresholds.size):
             self._thresholds[j] = self._h_all / ((j + 2) * (j + 2))
         t_end = self.t + dt
-        kernels.step_momentum(self.h, self.domain.z, self._flags, self.qx, self.qy, self._qx_new, self._qy_new,
-                              self._n2x, self._n2y, self._bkind, self._bstage, dt, dx, p.theta, p.h_min, p.g,
-                              p.froude_max)
+        stats_dt = t_end - self._stats_time
+        take_stats = stats and (dt >= dt_limit or stats_dt >= p.stats_interval)
+        if take_stats or not stats:
+            self._stats_time = t_end
+        n_limited = kernels.step_momentum(self.h, self.domain.z, self._flags, self.qx, self.qy, self._qx_new,
+                                          self._qy_new, self._n2x, self._n2y, self._bkind, self._bstage, dt, dx,
+                                          p.theta, p.h_min, p.g, p.froude_max, self._factor, self._row_limited)
         f_in = f_out = f_neg = 0.0
         f_limited = 0
         if fine is not None:
@@ -458,18 +477,22 @@ class Simulation:
                 self._stage_depth_max(self.t + i * sub_dt)
                 v_in, v_out, neg, n_lim = kernels.subcycle_step(
                     self.h, self.domain.z, self._flags, self.qx, self.qy, xf, yf, cells, self._xq, self._yq,
-                    self._factor, self._n2x, self._n2y, self._bkind, self._bstage, sub_dt, dx, p.theta, p.h_min,
-                    p.g, p.froude_max)
+                    self._fine_factor, self._n2x, self._n2y, self._bkind, self._bstage, sub_dt, dx, p.theta,
+                    p.h_min, p.g, p.froude_max)
                 f_in += v_in
                 f_out += v_out
                 f_neg += neg
                 f_limited += n_lim
             self.substeps += n_sub
-        n_limited, s_h, h_max, s_rain, s_loss, s_neg, v_in, v_out, h_shallow = kernels.step_continuity(
-            self.h, self._flags, self._flags_next, self._qx_new, self._qy_new, self._factor, dt, dx, rain,
-            uniform_loss, self._uniform, self._rain_pattern, self._loss_initial, self._loss_rate, split_next,
-            self._thresholds, self._counts, self._row_sums, stats, t_end, self._stat_depths, self.max_depth,
-            self.max_speed, self.max_dv, self.max_hr, self.arrival, self.duration)
+            # the main step's faces of the FINE cells are limited by their depths after the sub-steps
+            n_limited += kernels.fine_factors(self.h, self._qx_new, self._qy_new, cells, dt / dx, self._factor,
+                                              self._row_limited)
+        s_h, h_max, s_rain, s_loss, s_neg, v_in, v_out, h_shallow = kernels.step_continuity(
+            self.h, self._flags, self._flags_next, self._qx_new, self._qy_new, self._factor, self._row_limited,
+            n_limited, dt, dx, rain, uniform_loss, self._uniform, self._rain_pattern, self._loss_initial,
+            self._loss_rate, split_next, self._thresholds, self._counts, self._row_sums, take_stats, stats_dt, t_end,
+            self._stat_depths, self.max_depth, self.max_speed, self.max_dv, self.max_hr, self.arrival,
+            self.duration)
         v_in = v_in * dt * dx + f_in
         v_out = v_out * dt * dx + f_out
         s_neg += f_neg
@@ -478,10 +501,10 @@ class Simulation:
             kernels.copy_faces(self.qx, self.qy, self._qx_new, self._qy_new, fine[0], fine[1])
         self.qx, self._qx_new = self._qx_new, self.qx
         self.qy, self._qy_new = self._qy_new, self.qy
-        if fine is not None and stats:
-            kernels.fine_statistics(self.h, self._flags, self.qx, self.qy, fine[2], t_end, dt, self._stat_depths,
-                                    self.max_depth, self.max_speed, self.max_dv, self.max_hr, self.arrival,
-                                    self.duration)
+        if fine is not None and take_stats:
+            kernels.fine_statistics(self.h, self._flags, self.qx, self.qy, fine[2], t_end, stats_dt,
+                                    self._stat_depths, self.max_depth, self.max_speed, self.max_dv, self.max_hr,
+                                    self.arrival, self.duration)
         self._flags, self._flags_next = self._flags_next, self._flags
         self._split_depth = split_next
         if self._thresholds.size:

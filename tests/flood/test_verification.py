@@ -200,9 +200,10 @@ def test_froude_limit_caps_face_discharge():
     bkind = np.zeros(2 * ny + 2 * nx, dtype=np.int8)
     active = np.ones((ny, nx), dtype=np.uint8)
     args = (h, z, active, qx, qy, qx_new, qy_new, n2x, n2y, bkind, np.zeros(bkind.size), 5.0, 1.0, 0.7, 1e-3, 9.81)
-    kernels.momentum(*args, 0.0)
+    factor, row_limited = np.ones((ny, nx)), np.zeros(ny, dtype=np.int64)
+    kernels.momentum(*args, 0.0, factor, row_limited)
     unlimited = qx_new.copy()
-    kernels.momentum(*args, 1.0)
+    kernels.momentum(*args, 1.0, factor, row_limited)
     hf = np.maximum(h[:, :-1], h[:, 1:])
     cap = hf * np.sqrt(9.81 * hf)
     assert np.max(np.abs(unlimited[:, 1:-1]) / cap) > 1.5  # the case does need the limit
