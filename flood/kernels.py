@@ -729,15 +729,42 @@ def _fine_mask(flags, r, c):
 
 
 @numba.njit(cache=True)
-def subcycle_sets(flags, z, bkind, bstage, h_split):
-    """Mark edge cells under a deep stage SUBCYCLED, then list the sub-cycled faces and the FINE cells.
+def mark_deep_boundaries(flags, z, bkind, bstage, h_split):
+    """Mark edge cells under a stage deeper than ``h_split`` SUBCYCLED; returns the largest stage depth
+    over the edge cells left in the main step."""
+    return _mark_boundaries(flags, z, bkind, bstage, h_split)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def same_deep_cells(flags, deep):
+    """Whether the SUBCYCLED cells of ``flags`` are those recorded in ``deep``; records them if not."""
+    ny, nx = flags.shape
+    n_changed = 0
+    for r in range(ny):
+        for c in range(nx):
+            n_changed += (flags[r, c] & SUBCYCLED) != deep[r, c]
+    if n_changed > 0:
+        for r in range(ny):
+            for c in range(nx):
+                deep[r, c] = flags[r, c] & SUBCYCLED
+    return n_changed == 0
+
+
+@numba.njit(cache=True)
+def mark_fine(flags, cells):
+    """Mark the listed cells FINE (the flags of a step whose SUBCYCLED cells are those of the list)."""
+    for i in range(cells.shape[0]):
+        flags[cells[i, 0], cells[i, 1]] |= FINE
+
+
+@numba.njit(cache=True)
+def subcycle_sets(flags):
+    """List the sub-cycled faces (those of SUBCYCLED cells) and mark and list the FINE cells.
 
     Returns (x-faces (n, 2), y-faces (n, 2) as (row, col), cells (n, 3) as (row, col, mask of
-    sub-cycled faces), the largest stage depth over the edge cells left in the main step). Faces and
-    cells are listed once.
+    sub-cycled faces)). Faces and cells are listed once.
     """
     ny, nx = flags.shape
-    ghost = _mark_boundaries(flags, z, bkind, bstage, h_split)
     n_deep = 0
     for r in range(ny):
         for c in range(nx):
@@ -753,7 +780,7 @@ def subcycle_sets(flags, z, bkind, bstage, h_split):
                 _list_deep_cell(flags, r, c, xf, yf, cells, counts)
     for i in range(counts[2]):
         cells[i, 2] = _fine_mask(flags, cells[i, 0], cells[i, 1])
-    return xf[:counts[0]], yf[:counts[1]], cells[:counts[2]], ghost
+    return xf[:counts[0]], yf[:counts[1]], cells[:counts[2]]
 
 
 @numba.njit(cache=True)
@@ -908,6 +935,25 @@ def subcycle_step(h, z, flags, qx, qy, xf, yf, cells, xq, yq, factor, n2x, n2y, 
             hn = 0.0
         h[r, c] = hn
     return (x_in + y_in) * dt * dx, (x_out + y_out) * dt * dx, neg, n_limited
+
+
+@numba.njit(cache=True)
+def subcycle_steps(h, z, flags, qx, qy, xf, yf, cells, xq, yq, factor, n2x, n2y, bkind, stages, dt, dx, theta,
+                   h_min, g, fr_max):
+    """``stages.shape[0]`` sub-steps of ``dt`` (:func:`subcycle_step`), sub-step i with boundary stages ``stages[i]``.
+
+    Returns the sums of their (volume in, volume out, round-off added, limited cells).
+    """
+    v_in = v_out = neg = 0.0
+    n_limited = 0
+    for i in range(stages.shape[0]):
+        a, b, c, d = subcycle_step(h, z, flags, qx, qy, xf, yf, cells, xq, yq, factor, n2x, n2y, bkind, stages[i],
+                                   dt, dx, theta, h_min, g, fr_max)
+        v_in += a
+        v_out += b
+        neg += c
+        n_limited += d
+    return v_in, v_out, neg, n_limited
 
 
 @numba.njit(cache=True)

@@ -287,6 +287,9 @@ class Simulation:
         self._stat_depths = np.array([self.params.vel_depth, self.params.arrival_depth, self.params.duration_depth])
         self._xq = np.zeros(0)
         self._yq = np.zeros(0)
+        # the sub-cycled faces and FINE cells, listed for the SUBCYCLED cells recorded in _deep
+        self._fine_sets = None
+        self._deep = np.zeros((ny, nx), dtype=np.uint8)
         #: depth above which the cells of the current flags are SUBCYCLED (inf: none)
         self._split_depth = math.inf
         #: sub-steps wanted for the next step's deep cells (chosen from the depth distribution)
@@ -405,6 +408,14 @@ class Simulation:
             deepest = max(deepest, s - zmin)
         return deepest
 
+    def _sub_stages(self, n_sub: int, sub_dt: float) -> np.ndarray:
+        """Boundary stages at the start of each sub-step (rows), as :meth:`_stage_depth_max` sets them."""
+        stages = np.repeat(self._bstage[None, :], n_sub, axis=0)
+        times = self.t + sub_dt * np.arange(n_sub)
+        for sl, series, _ in self._stage_slices:
+            stages[:, sl] = np.interp(times, series.times, series.values)[:, None]
+        return stages
+
     def _uniform_loss(self, rain: float, dt: float) -> float:
         """The loss of every cell under uniform rain (the same arithmetic as the per-cell grids)."""
         il = min(rain, self._uniform_initial_left)
@@ -431,8 +442,14 @@ class Simulation:
         self._h_all = h_all
         if self._split_depth == math.inf:
             return dt, 0, None
-        xf, yf, cells, ghost = kernels.subcycle_sets(self._flags, self.domain.z, self._bkind, self._bstage,
-                                                     self._split_depth)
+        ghost = kernels.mark_deep_boundaries(self._flags, self.domain.z, self._bkind, self._bstage,
+                                             self._split_depth)
+        # the lists are kept while the SUBCYCLED cells stay the same (same_deep_cells records new ones)
+        if kernels.same_deep_cells(self._flags, self._deep) and self._fine_sets is not None:
+            xf, yf, cells = self._fine_sets
+            kernels.mark_fine(self._flags, cells)
+        else:
+            xf, yf, cells = self._fine_sets = kernels.subcycle_sets(self._flags)
         if cells.shape[0] == 0:
             return dt, 0, None
         # the main step's CFL from the deepest water it still carries (the floodplain), as ever
@@ -473,16 +490,10 @@ class Simulation:
             # the deep cells' faces in sub-steps, between the main momentum and continuity passes
             xf, yf, cells = fine
             sub_dt = dt / n_sub
-            for i in range(n_sub):
-                self._stage_depth_max(self.t + i * sub_dt)
-                v_in, v_out, neg, n_lim = kernels.subcycle_step(
-                    self.h, self.domain.z, self._flags, self.qx, self.qy, xf, yf, cells, self._xq, self._yq,
-                    self._fine_factor, self._n2x, self._n2y, self._bkind, self._bstage, sub_dt, dx, p.theta,
-                    p.h_min, p.g, p.froude_max)
-                f_in += v_in
-                f_out += v_out
-                f_neg += neg
-                f_limited += n_lim
+            f_in, f_out, f_neg, f_limited = kernels.subcycle_steps(
+                self.h, self.domain.z, self._flags, self.qx, self.qy, xf, yf, cells, self._xq, self._yq,
+                self._fine_factor, self._n2x, self._n2y, self._bkind, self._sub_stages(n_sub, sub_dt), sub_dt, dx,
+                p.theta, p.h_min, p.g, p.froude_max)
             self.substeps += n_sub
             # the main step's faces of the FINE cells are limited by their depths after the sub-steps
             n_limited += kernels.fine_factors(self.h, self._qx_new, self._qy_new, cells, dt / dx, self._factor,
