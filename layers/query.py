@@ -20,10 +20,10 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from functools import lru_cache
+from uuid import UUID
 
 import psycopg2
 from sqlalchemy import (
-    JSON,
     Boolean,
     Date,
     DateTime,
@@ -36,11 +36,8 @@ from sqlalchemy import (
     Text,
     and_,
     bindparam,
-    case,
-    cast,
     create_engine,
     func,
-    literal,
     or_,
     select,
     true,
@@ -583,6 +580,7 @@ class _IdentifyPlan:
     source: LayerSource
     sql: str
     defaults: dict  # values of the statement's constant parameters
+    properties: tuple[str, ...]  # the property columns it selects
 
 
 _plans: dict[tuple, _IdentifyPlan] = {}
@@ -609,68 +607,61 @@ def identify_plan(engine: Engine, name: str, out: CRSRef = CRS84, hidden: frozen
     return plan
 
 
-def _json_ready(column, value):
-    """A property value as PostgreSQL's JSON must write it to match :func:`feature_from_row`:
-    timestamps in ISO 8601 (UTC with "Z", fractional seconds only when present), numerics as
-    double precision; every other type as PostgreSQL writes it."""
-    kind = column.type
-    if isinstance(kind, DateTime):
-        if kind.timezone:
-            value = value.op("AT TIME ZONE")(literal("UTC", Text()))
-        seconds = 'YYYY-MM-DD"T"HH24:MI:SS'
-        zone = '"Z"' if kind.timezone else ""
-        return case((func.date_trunc(literal("second", Text()), value) == value,
-                     func.to_char(value, literal(seconds + zone, Text()))),
-                    else_=func.to_char(value, literal(seconds + ".US" + zone, Text())))
-    if isinstance(kind, Numeric) and not isinstance(kind, Float):
-        return cast(value, Float(precision=53))
-    return value
-
-
 def _compile_identify(conn: Connection, source: LayerSource, out: CRSRef, hidden: frozenset[str]) -> _IdentifyPlan:
     """One statement per layer: the catalogue row (version, access, grants) left-joined to the
-    nearest features, each written as a GeoJSON Feature by PostgreSQL (``__feature``): the server
-    splices the texts into the answer without parsing or re-encoding them."""
+    nearest features, without the ``hidden`` columns; the geometry as GeoJSON text."""
     x, y = bindparam("x", type_=Float()), bindparam("y", type_=Float())
     srid = bindparam("srid", type_=Integer())
     pt = func.ST_Transform(func.ST_SetSRID(func.ST_MakePoint(x, y), srid), _srid_param(source.srid))
     conditions = [func.ST_DWithin(source.geom, pt, bindparam("tolerance", type_=Float()))]
     conditions.extend(_lifespan_clauses(source, Search()))
-    shown = {key: column for key, column in source.columns.items() if key not in hidden}
+    shown = [column.label(key) for key, column in source.columns.items() if key not in hidden]
     inner = (
-        select(source.id_column.label("__id"), *[_json_ready(c, c).label(key) for key, c in shown.items()],
+        select(source.id_column.label("__id"), *shown,
                output_geometry(source.geom, source.srid, out).label("__geometry"),
-               func.round(cast(func.ST_Distance(source.geom, pt), Numeric()), 3).label("__distance"))
+               func.ST_Distance(source.geom, pt).label("__distance"))
         .where(*conditions)
         .order_by(source.geom.op("<->")(pt))
         .limit(bindparam("limit", type_=Integer()))
         .lateral("f")
     )
-    props = select(*[inner.c[key] for key in shown], cast(inner.c["__distance"], Float(precision=53))
-                   .label("distance_m")).correlate(inner).lateral("p")
-    feature = select(literal("Feature", Text()).label("type"), inner.c["__id"].label("id"),
-                     cast(inner.c["__geometry"], JSON()).label("geometry"),
-                     func.to_json(props.table_valued()).label("properties"),
-                     bindparam("layer", type_=Text()).label("layer")).correlate(inner, props).lateral("feature")
     lay = schema.layer
     stmt = (
         select(lay.c.data_version.label("__layer_version"), lay.c.access_level.label("__layer_access"),
                lay.c.owner_agency_id.label("__layer_owner"), lay.c.table_name.label("__layer_table"),
-               grants_column().label("__layer_grants"), inner.c["__id"],
-               cast(func.to_json(feature.table_valued()), Text()).label("__feature"))
-        .select_from(lay.outerjoin(inner, true()).outerjoin(props, true()).outerjoin(feature, true()))
+               grants_column().label("__layer_grants"), *inner.c)
+        .select_from(lay.outerjoin(inner, true()))
         .where(lay.c.name == bindparam("layer", type_=Text()))
     )
     compiled = stmt.compile(dialect=conn.dialect)
     defaults = {k: v for k, v in compiled.params.items() if v is not None}
-    return _IdentifyPlan(source, str(compiled), defaults)
+    return _IdentifyPlan(source, str(compiled), defaults, tuple(c.name for c in shown))
+
+
+def _json_default(value):
+    if isinstance(value, UUID):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_json_default).encode
+
+
+def feature_text(row: dict, properties: tuple[str, ...], layer: str) -> str:
+    """An identify row as a GeoJSON Feature text: values as :func:`feature_from_row` gives them,
+    the GeoJSON geometry PostGIS wrote spliced in as it is (never parsed and re-encoded)."""
+    props = {name: _json_value(row[name]) for name in properties}
+    props["distance_m"] = round(float(row["__distance"]), 3)
+    return (f'{{"type":"Feature","id":{_dumps(_json_value(row["__id"]))},"geometry":{row["__geometry"] or "null"},'
+            f'"properties":{_dumps(props)},"layer":{_dumps(layer)}}}')
 
 
 def identify(engine: Engine, layers: list[str], point: Point, principal: Principal | None, *,
              tolerance: float = 0.0, limit: int = 10, out: CRSRef = CRS84) -> dict[str, list[str]]:
     """Features of each layer containing ``point`` or within ``tolerance`` metres, nearest first,
-    as GeoJSON Feature texts written by PostgreSQL (properties as :func:`feature_from_row` gives
-    them, plus ``distance_m`` and the feature's ``layer``).
+    as GeoJSON Feature texts (:func:`feature_text`: properties as :func:`feature_from_row` gives
+    them, without the personal columns the principal may not see, plus ``distance_m``, and the
+    feature's ``layer``).
 
     A layer that does not exist or that the principal may not read raises NotFound. Runs on the
     engine's lean twin pool (:func:`lean_engine`): one round trip per layer.
@@ -742,7 +733,7 @@ def _identify_one(lean: Engine, dbc, name, params, principal, out) -> list[str]:
     if principal is not None and head["__layer_access"] == "restricted" and rows:
         with lean.connect() as conn:
             rows = _within_granted_area(conn, name, principal, rows)
-    return [row["__feature"] for row in rows]
+    return [feature_text(row, plan.properties, name) for row in rows]
 
 
 def _caller_plan(engine: Engine, name: str, out: CRSRef, principal: Principal | None, *,

@@ -99,7 +99,7 @@ def identify_answer(engine: Engine, args: Mapping[str, str], caller: Principal) 
     limit = parse_int("limit", args.get("limit"), default=10, minimum=1, maximum=100)
     out = _out_crs(args)
     found = q.identify(engine, names, point, caller, tolerance=tolerance, limit=limit, out=out)
-    features = [f for feats in found.values() for f in feats]  # GeoJSON texts written by PostgreSQL
+    features = [f for feats in found.values() for f in feats]  # GeoJSON Feature texts
     body = f'{{"type":"FeatureCollection","features":[{",".join(features)}],"numberReturned":{len(features)}}}'
     return body.encode(), [("Content-Type", GEOJSON), *content_crs(out).items()]
 
