@@ -342,7 +342,7 @@ def wrk_phase(port: int, side: int, threads: int, seconds: float, folder: Path):
     """wrk with ``threads`` keep-alive connections on 2 threads, random parcels in the city CRS."""
     script = folder / "identify.lua"
     script.write_text(WRK_SCRIPT)
-    command = [shutil.which("wrk") or "wrk", "-t2", f"-c{threads}", f"-d{seconds:g}s", "-s", str(script),
+    command = [shutil.which("wrk") or "wrk", "-t2", f"-c{threads}", f"-d{max(1, round(seconds))}s", "-s", str(script),
                f"http://127.0.0.1:{port}", "--", str(side), str(ORIGIN[0]), str(ORIGIN[1]), str(CELL)]
 
     def parse(stdout: str) -> dict:
