@@ -9,6 +9,7 @@ back in the queue by :func:`recover_stale`. Cancel is a flag the running solver 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 from datetime import UTC, datetime, timedelta
@@ -247,6 +248,8 @@ def execute_run(engine: Engine, run_id: int, output_dir: str | Path, *, report_e
         "raster_version": run["raster_version"],
         "simulated_s": sim.t, "steps": sim.steps, "wall_s": round(sim.wall_seconds, 3),
         "cell_updates": sim.cell_updates,
+        # the solver's parameters as run (their defaults may change between versions)
+        "solver": dataclasses.asdict(sim.params),
         "mass_balance": sim.mass.as_dict(),
         "max_depth_m": float(np.nanmax(maps.max_depth)) if np.isfinite(maps.max_depth).any() else 0.0,
         "flooded_area_m2": float(sum(e["area_m2"] for e in extents)),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -19,6 +20,7 @@ from shapely.geometry import box
 from sqlalchemy import func, insert, select, text
 
 from flood import jobs
+from flood.solver import SolverParams
 from flood.tables import FLOOD_TABLES, flood_extent, flood_run
 from gisserver import migrate
 from gisserver.config import PROJECT_ROOT
@@ -120,6 +122,7 @@ def test_run_executes_with_progress_results_and_extents(queue, tmp_path):
     assert jobs.claim_next(engine, "w2") is None  # one worker per run
     result = jobs.execute_run(engine, run_id, tmp_path / "out", report_every=0.2)
     assert result["mass_balance"]["max_relative_error"] < 1e-3
+    assert result["solver"] == dataclasses.asdict(SolverParams())  # recorded with the run
     with engine.connect() as conn:
         status = jobs.run_status(conn, run_id)
         extents = conn.execute(
