@@ -301,7 +301,8 @@ def store_tiled_buildings(conn: Connection, detected: list[Building], cadastral:
 
 def _store_detected(conn: Connection, detected: list[Building], bounds, area, *, lidar_date, min_overlap) -> dict:
     """Detected buildings with heights, less those on a cadastral footprint, replacing the ones an
-    earlier survey detected inside ``area``."""
+    earlier survey detected inside ``area`` (by a point on their surface: an outline at the edge of
+    the survey reaches up to a few metres past its points, cell edges and regularisation)."""
     envelope = func.ST_MakeEnvelope(*bounds, CITY_SRID)
     detected = [b for b in detected if np.isfinite([b.ground_p10, b.roof_p50, b.roof_p70, b.roof_p90]).all()]
     footprints = [to_shape(g) for g in conn.execute(
@@ -315,7 +316,7 @@ def _store_detected(conn: Connection, detected: list[Building], bounds, area, *,
                            for i in tree.query(b.footprint, predicate="intersects"))]
     replaced = conn.execute(delete(building).where(
         building.c.source == "lidar",
-        func.ST_Within(building.c.geom, func.ST_GeomFromText(area.wkt, CITY_SRID)),
+        func.ST_Within(func.ST_PointOnSurface(building.c.geom), func.ST_GeomFromText(area.wkt, CITY_SRID)),
     )).rowcount
     ids = store_buildings(conn, kept, srid=CITY_SRID, lidar_date=lidar_date)
     _buildings_changed(conn, [bounds, area.bounds, *(f.bounds for f in footprints)], len(ids), int(replaced))
