@@ -65,20 +65,27 @@ def index(paths, crs, vertical_datum):
 @click.option("--scheduler", default=None, help="Dask scheduler address (default: a LocalCluster)")
 @click.option("--workers", default=None, type=int, help="LocalCluster worker processes")
 @click.option("--per-tile", is_flag=True, help="one COG per tile + VRT mosaics (city-scale runs)")
-def process(paths, outdir, prefix, crs, vertical_datum, tile_size, resolution, native, scheduler, workers, per_tile):
-    """Ground, DTM, DSM, nDSM and hillshade COGs, registered in the raster catalogue, as a job."""
+@click.option("--buildings", is_flag=True,
+              help="also buildings and LoD2 roofs per tile (cadastral footprints first), stored with the rasters")
+def process(paths, outdir, prefix, crs, vertical_datum, tile_size, resolution, native, scheduler, workers, per_tile,
+            buildings):
+    """Ground, DTM, DSM, nDSM and hillshade COGs, registered in the raster catalogue, as a job;
+    with --buildings also the buildings and their roofs, stored in the same transaction."""
     from tqdm import tqdm
 
     from gisserver.crs import CITY_SRID
     from lidar import jobs
 
+    if buildings and native:
+        raise click.UsageError("--buildings needs the city CRS (buildings are stored in it): drop --native")
     engine = _engine()
     try:
         with engine.begin() as conn:
             job_id = jobs.submit_processing_job(
                 conn, sources=[{"path": p, "crs": crs, "vertical_datum": vertical_datum} for p in paths],
                 prefix=prefix, tile_size=tile_size, resolution=resolution,
-                target_srid=None if native else CITY_SRID, owner="cli", per_tile_cogs=per_tile)
+                target_srid=None if native else CITY_SRID, owner="cli", per_tile_cogs=per_tile,
+                buildings=buildings)
         click.echo(f"job {job_id}")
         with tqdm(total=100, unit="%", file=sys.stderr) as bar:
 
@@ -89,7 +96,14 @@ def process(paths, outdir, prefix, crs, vertical_datum, tile_size, resolution, n
 
             result = jobs.run_processing_job(engine, job_id, outdir, scheduler=scheduler, n_workers=workers,
                                              on_progress=report)
+        built = result.get("buildings")
+        if built is not None:  # the ids of a city's buildings would fill the terminal: their count instead
+            result = {**result, "buildings": {**{k: v for k, v in built.items() if k != "ids"},
+                                              "stored": len(built["ids"])}}
         click.echo(json.dumps(result, indent=2))
+        if built is not None:
+            click.echo(f"{len(built['ids'])} buildings stored ({built['detected']} detected, "
+                       f"{built['cadastral_updated']} cadastral footprints updated, {built['lod2']} LoD2 roofs)")
     finally:
         engine.dispose()
 

@@ -268,6 +268,11 @@ class LidarFile:
         return any(v.user_id == "copc" and v.record_id == 1 for v in self.header.vlrs)
 
     @property
+    def acquisition_date(self) -> str | None:
+        """The header's creation date (ISO), None when it is not set."""
+        return _acquisition_date(self.header)
+
+    @property
     def extra_dimensions(self) -> list[str]:
         return list(self.header.point_format.extra_dimension_names)
 

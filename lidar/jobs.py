@@ -2,7 +2,8 @@
 
 ``submit_processing_job`` records the request; ``run_processing_job`` runs it (in a worker, the CLI
 or a test), reporting progress in ``job.progress`` and, at the end and in one transaction, the
-registered rasters, the tile index and the job's result. A failed run records every failed tile
+registered rasters, the tile index, with ``buildings`` the buildings and roofs its tiles made (as
+an ingest's, see below), and the job's result. A failed run records every failed tile
 in ``lidar_tile`` (status 'failed') and the error on the job: nothing is half-registered.
 
 Ingest jobs (the HTTP API): ``preflight`` checks a file before it is queued (header, CRS declared
@@ -24,6 +25,7 @@ import struct
 import time
 from pathlib import Path
 
+import shapely
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import Engine
 
@@ -47,13 +49,19 @@ JOB_KINDS = (JOB_KIND, INGEST_KIND)
 def submit_processing_job(conn, *, sources: list[dict], prefix: str, tile_size: float = 500.0,
                           resolution: float = 1.0, target_srid: int | None = CITY_SRID,
                           access_level: str = "public", owner: str | None = None,
-                          per_tile_cogs: bool = False) -> int:
+                          per_tile_cogs: bool = False, buildings: bool = False) -> int:
     """Queue a run; ``sources`` are dicts with ``path`` and optional ``crs`` / ``vertical_datum``.
 
     ``per_tile_cogs``: write one COG per tile and register VRT mosaics (city-scale runs).
+    ``buildings``: the tiles also make buildings and LoD2 roofs, stored with the rasters (as an
+    ingest does); they are stored in the city CRS, so the run must be in it.
     """
+    if buildings and target_srid != CITY_SRID:
+        raise InvalidInput("buildings are stored in the city CRS: a run with buildings cannot keep the files' "
+                           "own CRS (drop --native)", details={"target_srid": target_srid})
     params = {"sources": sources, "prefix": prefix, "tile_size": tile_size, "resolution": resolution,
-              "target_srid": target_srid, "access_level": access_level, "per_tile_cogs": per_tile_cogs}
+              "target_srid": target_srid, "access_level": access_level, "per_tile_cogs": per_tile_cogs,
+              "buildings": buildings}
     return int(conn.execute(insert(job).values(kind=JOB_KIND, status="queued", params=params, owner=owner,
                                                message="queued").returning(job.c.id)).scalar_one())
 
@@ -90,25 +98,75 @@ def run_processing_job(engine: Engine, job_id: int, outdir, *, scheduler: str | 
     sources = [Source(s["path"], s.get("crs"), s.get("vertical_datum")) for s in p["sources"]]
     progress = _Progress(engine, job_id, also=on_progress)
 
+    area = lidar_date = None
     try:
+        building_inputs = {}
+        if p.get("buildings"):
+            clouds = [open_cloud(s.path, crs=s.crs, vertical_datum=s.vertical_datum) for s in sources]
+            area, lidar_date = survey_area(clouds), survey_date(clouds)
+            building_inputs = _building_inputs(engine, area)
         run = run_tiled(sources, Path(outdir), tile_size=p["tile_size"], resolution=p["resolution"],
                         target_srid=p["target_srid"], scheduler=scheduler, n_workers=n_workers,
                         processes=processes, mosaic_in_memory=not p.get("per_tile_cogs", False),
-                        progress=progress)
+                        progress=progress, **building_inputs)
     except GISError as exc:
         _fail(engine, job_id, exc, p["tile_size"])
         raise
     with engine.begin() as conn:
-        ids = register_products(conn, run.outputs, prefix=p["prefix"], srid=run.srid,
-                                vertical_datum=run.vertical_datum, sources=run.sources,
-                                access_level=p["access_level"])
-        tiles = record_tiles(conn, run, p["tile_size"], job_id=job_id)
+        ids, tiles = _register_run(conn, run, p, job_id)
         result = {"rasters": ids, "tiles": tiles, "classes": {str(k): v for k, v in run.classes.items()},
                   "points": sum(run.classes.values()), "srid": run.srid,
                   "width": run.grid.width, "height": run.grid.height}
+        if p.get("buildings"):
+            result["buildings"] = _store_buildings(conn, run, area, lidar_date)
+            result["lidar_date"] = lidar_date.isoformat() if lidar_date else None
         conn.execute(update(job).where(job.c.id == job_id).values(
             status="succeeded", progress=100, message="done", result=result, finished_at=func.now()))
     return result
+
+
+def survey_area(clouds: list[LidarFile]):
+    """The union of the files' footprints (header bounds) in the city CRS: where the run's cadastral
+    footprints are read and where an earlier survey's detected buildings are replaced."""
+    return shapely.union_all([footprint_in_city_crs(c.bounds(), c.crs.srid) for c in clouds])
+
+
+def survey_date(clouds: list[LidarFile]) -> dt.date | None:
+    """The LiDAR date of a run's buildings: the acquisition date (header creation date) when every
+    file has the same one. A run stores one date for all its buildings, so files with different
+    dates, or any file without one, give None rather than a date some buildings' points lack."""
+    dates = {c.acquisition_date for c in clouds}
+    if len(dates) != 1 or None in dates:
+        return None
+    return dt.date.fromisoformat(dates.pop())
+
+
+def _building_inputs(engine: Engine, area) -> dict:
+    """``run_tiled``'s arguments for buildings and LoD2 roofs per tile: the request and the
+    cadastre's footprints meeting ``area`` (city CRS), each measured by the tile that owns it."""
+    with engine.connect() as conn:
+        cadastral = cadastral_footprints(conn, area.bounds)
+    inside = shapely.intersects(list(cadastral.values()), area) if cadastral else []
+    return {"buildings": BuildingRequest(), "cadastral": {
+        fid: geom for (fid, geom), keep in zip(cadastral.items(), inside, strict=True) if keep}}
+
+
+def _register_run(conn, run, p: dict, job_id: int) -> tuple[dict, int]:
+    """The run's rasters in the catalogue and its tiles in the tile index: (raster ids, tiles)."""
+    rasters = register_products(conn, run.outputs, prefix=p["prefix"], srid=run.srid,
+                                vertical_datum=run.vertical_datum, sources=run.sources,
+                                access_level=p["access_level"])
+    return rasters, record_tiles(conn, run, p["tile_size"], job_id=job_id)
+
+
+def _store_buildings(conn, run, area, lidar_date: dt.date | None) -> dict:
+    """The tiles' buildings and roofs stored in the caller's transaction (``store_tiled_buildings``);
+    the job result's summary of them."""
+    built = store_tiled_buildings(conn, run.detected, run.cadastral, bounds=run.grid.bounds, area=area,
+                                  lidar_date=lidar_date)
+    return {"ids": built["stored"], "detected": built["detected"], "cadastral_updated": built["cadastral_updated"],
+            "dropped_as_cadastral": built["dropped_as_cadastral"], "replaced": built["replaced"],
+            "lod2": _lod2_count(conn)}
 
 
 def _fail(engine: Engine, job_id: int, exc: GISError, tile_size: float) -> None:
@@ -333,33 +391,23 @@ def _ingest(engine: Engine, job_id: int, p: dict, owner: str, workdir: Path, pro
     footprint = footprint_in_city_crs(summary.bounds, summary.srid)
     with engine.connect() as conn:
         check_not_indexed(conn, source.path)
-    with engine.connect() as conn:  # the cadastre's footprints: each measured by the tile that owns it
-        cadastral = cadastral_footprints(conn, footprint.bounds)
     # buildings and roofs come from the same tile tasks as the rasters: no pass over the points
     # here, and only their polygons, heights and roof models come back
     run = run_tiled([source], workdir, tile_size=p["tile_size"], resolution=p["resolution"], target_srid=CITY_SRID,
                     scheduler=scheduler, n_workers=n_workers, processes=processes, chunk_size=chunk_size,
-                    buildings=BuildingRequest(), cadastral=cadastral,
-                    progress=lambda f, stage: progress(0.1 + 0.85 * f, "rasters" if stage == "done" else stage))
+                    progress=lambda f, stage: progress(0.1 + 0.85 * f, "rasters" if stage == "done" else stage),
+                    **_building_inputs(engine, footprint))
     lidar_date = dt.date.fromisoformat(summary.acquisition_date) if summary.acquisition_date else None
     progress(0.95, "register")
     with engine.begin() as conn:
         file_id = insert_file(conn, source.path, summary, name=p["name"])
-        rasters = register_products(conn, run.outputs, prefix=p["prefix"], srid=run.srid,
-                                    vertical_datum=run.vertical_datum, sources=run.sources,
-                                    access_level=p["access_level"])
-        tiles = record_tiles(conn, run, p["tile_size"], job_id=job_id)
-        built = store_tiled_buildings(conn, run.detected, run.cadastral, bounds=run.grid.bounds, area=footprint,
-                                      lidar_date=lidar_date)
+        rasters, tiles = _register_run(conn, run, p, job_id)
+        built = _store_buildings(conn, run, footprint, lidar_date)
         result = {"file_id": file_id, "rasters": rasters, "tiles": tiles, "points": summary.point_count,
-                  "classes": {str(k): v for k, v in run.classes.items()}, "srid": run.srid,
-                  "buildings": {"ids": built["stored"], "detected": built["detected"],
-                                "cadastral_updated": built["cadastral_updated"],
-                                "dropped_as_cadastral": built["dropped_as_cadastral"],
-                                "replaced": built["replaced"], "lod2": _lod2_count(conn)}}
+                  "classes": {str(k): v for k, v in run.classes.items()}, "srid": run.srid, "buildings": built}
         audit.record(conn, actor=owner, action="lidar.ingest", target_type="lidar_file", target_id=file_id,
                      after={"job_id": job_id, "name": p["name"], "rasters": rasters, "tiles": tiles,
-                            "buildings": len(built["stored"]), "cadastral_updated": built["cadastral_updated"]})
+                            "buildings": len(built["ids"]), "cadastral_updated": built["cadastral_updated"]})
         conn.execute(update(job).where(job.c.id == job_id).values(
             status="succeeded", progress=100, message="done", result=result, finished_at=func.now()))
     return result
