@@ -87,9 +87,9 @@ def test_processing_job_with_buildings_stores_what_the_ingest_stores(catalogue, 
         env={"DATABASE_URL": database_url})
     assert cli.exit_code == 0, cli.output
     stored = len(ingested["buildings"]["ids"])
-    b = ingested["buildings"]
-    assert (f"{stored} buildings stored ({b['detected']} detected, {len(cadastral_ids)} cadastral footprints "
-            f"updated, {b['lod2']} LoD2 roofs)") in cli.output
+    counts = ingested["buildings"]
+    assert (f"{stored} buildings stored ({counts['detected']} detected, {len(cadastral_ids)} cadastral footprints "
+            f"updated, {counts['lod2']} LoD2 roofs)") in cli.output
 
     after = _buildings(catalogue)
     with catalogue.connect() as conn:
