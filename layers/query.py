@@ -681,16 +681,23 @@ def _identify_with_retry(lean: Engine, layers, params, principal, out) -> dict[s
         dbc = lean.raw_connection()
         try:
             return {name: _identify_one(lean, dbc, name, params, principal, out) for name in layers}
-        except lean.dialect.loaded_dbapi.Error as exc:
+        except (DBAPIError, lean.dialect.loaded_dbapi.Error) as exc:
             # no pre-ping on the lean pool: when the server dropped the connections, the first
-            # query fails, the pool is emptied and the query is retried on a fresh connection
-            if attempt == 2 or not lean.dialect.is_disconnect(exc, dbc.dbapi_connection, None):
+            # query fails (on this connection, or on the one compiling a statement: SQLAlchemy's
+            # DBAPIError), the pool is emptied and the query is retried on a fresh connection
+            if attempt == 2 or not _is_disconnect(lean, dbc, exc):
                 raise
             dbc.invalidate()
         finally:
             dbc.close()  # back to the pool, or discarded when invalidated
         lean.dispose()
     raise AssertionError("unreachable")
+
+
+def _is_disconnect(engine: Engine, dbc, exc: Exception) -> bool:
+    if isinstance(exc, DBAPIError):
+        return exc.connection_invalidated
+    return engine.dialect.is_disconnect(exc, dbc.dbapi_connection, None)
 
 
 _lean_engines: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

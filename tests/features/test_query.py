@@ -75,6 +75,26 @@ def test_identify_survives_dropped_connections(client, sample):
     assert ids(client.get(url)) == [1]
 
 
+def test_identify_survives_a_dropped_connection_when_it_must_recompile(client, sample):
+    from layers.catalogue import bump_version
+
+    url = f"/api/identify?x={X0 + 10}&y={Y0 + 10}"
+    with sample.begin() as conn:
+        bump_version(conn, "parcels")
+    # the query runs on connection A, sees the new version and compiles on a second one, B; both
+    # go back to the pool (B first), so the next request queries on B and compiles on A
+    assert ids(client.get(url)) == [1]
+    with sample.begin() as conn:  # A dropped by the server while idle, and the layer reloaded
+        pids = conn.execute(text(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = 'gisserver-identify' "
+            "AND datname = current_database() ORDER BY backend_start")).scalars().all()
+        assert len(pids) == 2
+        conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pids[0]})
+        bump_version(conn, "parcels")
+    assert ids(client.get(url)) == [1]
+    assert ids(client.get(url)) == [1]
+
+
 def test_identify_bad_input_is_problem_json(client, sample):
     for url in ("/api/identify", "/api/identify?lon=200&lat=10", "/api/identify?lon=abc&lat=1",
                 "/api/identify?x=1&y=2&crs=EPSG:999999", "/api/identify?lon=106&lat=10&tolerance=-1",
