@@ -403,6 +403,9 @@ job = Table(
     _created_at(),
     Column("started_at", DateTime(timezone=True)),
     Column("finished_at", DateTime(timezone=True)),
+    # written every few seconds by the worker running the job: a running job without a recent
+    # heartbeat was left by a worker that died, and another worker takes it again
+    Column("heartbeat_at", DateTime(timezone=True)),
     CheckConstraint(
         "status IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')", name="status"
     ),

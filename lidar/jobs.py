@@ -22,11 +22,12 @@ import datetime as dt
 import logging
 import shutil
 import struct
+import threading
 import time
 from pathlib import Path
 
 import shapely
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.engine import Engine
 
 from gisserver import audit
@@ -305,10 +306,11 @@ def cancel_ingest_job(conn, job_id: int, *, actor: str) -> str:
 
 
 def requeue_running(engine: Engine) -> int:
-    """Put ingests left 'running' by a worker that stopped back in the queue; returns how many.
+    """Put every ingest left 'running' back in the queue at once; returns how many.
 
-    Only for a deployment with a single worker, when it starts (a running job has no heartbeat to
-    tell a dead worker from a busy one). Partial outputs are overwritten by the new run.
+    Only for a deployment with a single worker, when it starts: it does not wait for the jobs'
+    heartbeats to go stale (:func:`claim_next` takes those by itself). Partial outputs are
+    overwritten by the new run.
     """
     with engine.begin() as conn:
         return len(conn.execute(
@@ -318,31 +320,73 @@ def requeue_running(engine: Engine) -> int:
         ).all())
 
 
-def claim_next(engine: Engine) -> int | None:
-    """Take the oldest queued ingest (rows other workers hold are skipped); None if there is none."""
+#: seconds between a worker's heartbeats on the job it runs
+HEARTBEAT_SECONDS = 15.0
+#: a running job whose last heartbeat is older than this (seconds) was left by a dead worker
+STALE_AFTER_SECONDS = 120.0
+
+
+def claim_next(engine: Engine, *, stale_after: float = STALE_AFTER_SECONDS) -> int | None:
+    """Take the oldest queued ingest, or a running one whose worker stopped sending heartbeats for
+    ``stale_after`` seconds (it died: crash, kill, machine restart); rows other workers hold are
+    skipped. None if there is none."""
+    stale = and_(job.c.status == "running",
+                 job.c.heartbeat_at < func.now() - func.make_interval(0, 0, 0, 0, 0, 0, stale_after))
     with engine.begin() as conn:
-        pick = (select(job.c.id).where(job.c.kind == INGEST_KIND, job.c.status == "queued")
+        pick = (select(job.c.id).where(job.c.kind == INGEST_KIND, or_(job.c.status == "queued", stale))
                 .order_by(job.c.id).limit(1).with_for_update(skip_locked=True).scalar_subquery())
         return conn.execute(
             update(job).where(job.c.id == pick)
-            .values(status="running", started_at=func.now(), progress=0, message="claimed")
+            .values(status="running", started_at=func.now(), heartbeat_at=func.now(), progress=0,
+                    message="claimed")
             .returning(job.c.id)
         ).scalar()
 
 
+class _Heartbeat:
+    """``with _Heartbeat(engine, job_id):`` writes the job's heartbeat every ``interval`` seconds
+    from a thread while the block runs (a job's stages can take minutes between progress writes)."""
+
+    def __init__(self, engine: Engine, job_id: int, interval: float = HEARTBEAT_SECONDS):
+        self.engine, self.job_id, self.interval = engine, job_id, interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"lidar-job-{job_id}-heartbeat", daemon=True)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(update(job).where(job.c.id == self.job_id, job.c.status == "running")
+                                 .values(heartbeat_at=func.now()))
+            except Exception:  # a missed beat is retried at the next interval; the job goes on
+                log.warning("heartbeat of LiDAR job %s failed", self.job_id, exc_info=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
 def work(engine: Engine, outdir, *, once: bool = False, poll_seconds: float = 2.0, scheduler: str | None = None,
-         n_workers: int | None = None, processes: bool = True) -> int:
-    """Run queued ingests one after the other; with ``once`` return when the queue is empty."""
+         n_workers: int | None = None, processes: bool = True, stale_after: float = STALE_AFTER_SECONDS,
+         heartbeat: float = HEARTBEAT_SECONDS) -> int:
+    """Run queued ingests one after the other (and those left by a dead worker, see
+    :func:`claim_next`), beating each one's heartbeat; with ``once`` return when the queue is empty."""
     done = 0
     while True:
-        job_id = claim_next(engine)
+        job_id = claim_next(engine, stale_after=stale_after)
         if job_id is None:
             if once:
                 return done
             time.sleep(poll_seconds)
             continue
         try:
-            run_ingest_job(engine, job_id, outdir, scheduler=scheduler, n_workers=n_workers, processes=processes)
+            with _Heartbeat(engine, job_id, heartbeat):
+                run_ingest_job(engine, job_id, outdir, scheduler=scheduler, n_workers=n_workers,
+                               processes=processes)
         except GISError as exc:  # recorded on the job; the worker goes on
             log.warning("LiDAR job %s failed: %s", job_id, exc.message)
         done += 1

@@ -19,11 +19,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scheduler", help="Dask scheduler address (default: a LocalCluster)")
     parser.add_argument("--workers", type=int, default=None, help="LocalCluster worker processes")
     parser.add_argument("--requeue-running", action="store_true",
-                        help="first put jobs left 'running' back in the queue (only when this is the single worker)")
+                        help="first put jobs left 'running' back in the queue at once (only when this is the single "
+                             "worker; otherwise they are taken again when their heartbeat is stale)")
+    parser.add_argument("--stale-after", type=float, default=None,
+                        help="seconds without a heartbeat after which a running job is taken again "
+                             "(default: lidar.jobs.STALE_AFTER_SECONDS)")
     args = parser.parse_args(argv)
     from gisserver.config import Settings
     from gisserver.db import make_engine, resolve_database_url
-    from lidar.jobs import requeue_running, work
+    from lidar.jobs import STALE_AFTER_SECONDS, requeue_running, work
 
     settings = Settings.from_env()
     url = args.database_url or resolve_database_url(settings, start_embedded=True)
@@ -32,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.requeue_running:
             print(f"lidar worker: {requeue_running(engine)} interrupted job(s) requeued")
-        done = work(engine, output, once=args.once, scheduler=args.scheduler, n_workers=args.workers)
+        done = work(engine, output, once=args.once, scheduler=args.scheduler, n_workers=args.workers,
+                    stale_after=args.stale_after if args.stale_after is not None else STALE_AFTER_SECONDS)
     finally:
         engine.dispose()
     print(f"lidar worker: {done} job(s) done")

@@ -460,6 +460,46 @@ def test_single_worker_requeues_a_job_its_predecessor_left_running(lidar_client,
     assert jobs.claim_next(catalogue) == job_id
 
 
+def test_a_job_whose_worker_stopped_beating_is_taken_again(lidar_client, catalogue, make_user, q8_laz):
+    from sqlalchemy import text, update
+
+    _, planner = make_user("planner")
+    job_id = _upload(lidar_client, q8_laz, "q8.laz", planner).json["id"]
+    assert jobs.claim_next(catalogue) == job_id  # a worker took it: its heartbeat is fresh
+    assert jobs.claim_next(catalogue) is None  # busy, not dead: no second worker takes it
+    with catalogue.begin() as conn:  # no heartbeat for ten minutes: the worker died
+        conn.execute(update(schema.job).where(schema.job.c.id == job_id)
+                     .values(heartbeat_at=func.now() - text("interval '10 minutes'")))
+    assert jobs.claim_next(catalogue, stale_after=3600) is None
+    assert jobs.claim_next(catalogue, stale_after=120) == job_id
+    assert jobs.claim_next(catalogue, stale_after=120) is None  # the new claim beat
+
+
+def test_the_heartbeat_is_written_while_a_job_runs(lidar_client, catalogue, make_user, q8_laz):
+    import time
+
+    from sqlalchemy import text, update
+
+    _, planner = make_user("planner")
+    job_id = _upload(lidar_client, q8_laz, "q8.laz", planner).json["id"]
+    assert jobs.claim_next(catalogue) == job_id
+
+    def beat():
+        with catalogue.connect() as conn:
+            return conn.execute(select(func.now() - schema.job.c.heartbeat_at).where(
+                schema.job.c.id == job_id)).scalar()
+
+    with catalogue.begin() as conn:
+        conn.execute(update(schema.job).where(schema.job.c.id == job_id)
+                     .values(heartbeat_at=func.now() - text("interval '1 hour'")))
+    with jobs._Heartbeat(catalogue, job_id, interval=0.05) as heartbeat:
+        deadline = time.monotonic() + 10
+        while beat().total_seconds() > 60 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert beat().total_seconds() < 60
+    assert not heartbeat._thread.is_alive()
+
+
 def test_cadastral_footprint_outside_the_surveyed_cells_keeps_its_heights(catalogue):
     """A cadastral building where the run's DTM has no value is left as it was (never NaN heights)."""
     from geoalchemy2.shape import from_shape
