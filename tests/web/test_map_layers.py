@@ -116,6 +116,9 @@ def test_map_labels_are_drawn_with_vietnamese_text(page, demo):
     # switching a layer off hides its labels with it
     page.uncheck("#layer-roads")
     wait_map_idle(page)
+    # the map counts as idle (no tile to load) in the frame before it repaints without the layer
+    wait_until(page, "window.gisApp.map.getLayoutProperty('roads-label', 'visibility') === 'none'"
+                     " && window.gisApp.map.queryRenderedFeatures({layers: ['roads-label']}).length === 0", 10)
     assert _rendered(page, "roads-label", "name") == []
 
 
