@@ -304,21 +304,30 @@ def demo_terrain(if_missing, resolution):
 @click.option("--port", default=5000, show_default=True, type=int)
 @click.option("--workers", default=2, show_default=True, type=int)
 @click.option("--threads", default=4, show_default=True, type=int,
-              help="threads per worker (gunicorn gthread: keep-alive connections for map clients)")
+              help="threads per worker for the requests handed to Flask (everything but identify)")
 @click.option("--access-log/--no-access-log", default=True, show_default=True, help="one line per request on stdout")
 @click.option("--dev", is_flag=True, help="Flask's development server (auto-reload), not gunicorn")
 def serve(host, port, workers, threads, access_log, dev):
-    """Serve the application (gunicorn; --dev for Flask's development server)."""
+    """Serve the application (gunicorn's asgi worker; --dev for Flask's development server)."""
     if dev:
         from gisserver import create_app
 
         create_app().run(host=host, port=port, debug=True)
         return
-    command = [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--worker-class", "gthread",
-               "--threads", str(threads), "--keep-alive", "30", "--bind", f"{host}:{port}", "app:app"]
-    if access_log:
-        command[-1:-1] = ["--access-logfile", "-"]
+    os.environ["GISSERVER_THREADS"] = str(threads)
+    command = [sys.executable, "-m", "gunicorn", *gunicorn_arguments(host, port, workers, access_log)]
     os.execvp(sys.executable, command)
+
+
+def gunicorn_arguments(host: str, port: int, workers: int, access_log: bool = True) -> list[str]:
+    """gunicorn's command line for production serving (also used by the benchmarks and tests):
+    the ASGI front (:mod:`gisserver.asgi`) on gunicorn's asgi worker with uvloop, keep-alive for
+    map clients. gunicorn parses HTTP in C when gunicorn_h1c is installed (optional)."""
+    arguments = ["--workers", str(workers), "--worker-class", "asgi", "--asgi-loop", "uvloop",
+                 "--keep-alive", "30", "--bind", f"{host}:{port}"]
+    if access_log:
+        arguments += ["--access-logfile", "-"]
+    return [*arguments, "app:asgi"]
 
 
 # modules that add command groups of their own to ``main``

@@ -66,6 +66,13 @@ class Settings:
         default=8,
         metadata=_meta("GISSERVER_DB_POOL_SIZE", "Connections kept open per worker process.", int),
     )
+    threads: int = field(
+        default=4,
+        metadata=_meta(
+            "GISSERVER_THREADS",
+            "Threads per worker process for the requests the ASGI front hands to the Flask "
+            "application (everything but identify); set by `gisserver serve --threads`.", int),
+    )
     default_page_limit: int = field(
         default=100,
         metadata=_meta("GISSERVER_PAGE_LIMIT", "Default number of features per page.", int),

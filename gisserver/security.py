@@ -190,6 +190,14 @@ class TokenVerifier:
             self._cache[key] = (now + self.cache_seconds, principal)
         return principal
 
+    def cached(self, token: str) -> Principal | None:
+        """The principal of a token verified in the last ``cache_seconds``, else None (no
+        database access: for code that must not block, e.g. the ASGI front's event loop)."""
+        key = hashlib.sha256(token.encode()).digest()
+        with self._lock:
+            hit = self._cache.get(key)
+        return hit[1] if hit and hit[0] > time.monotonic() else None
+
     def _verify_in_db(self, token: str) -> Principal:
         parts = token.split("_", 2)
         if len(parts) != 3 or parts[0] != "gis":

@@ -581,6 +581,10 @@ class _IdentifyPlan:
     sql: str
     defaults: dict  # values of the statement's constant parameters
     properties: tuple[str, ...]  # the property columns it selects
+    # the same statement for asyncpg (the ASGI front, layers/identify_async.py): $n placeholders
+    # with casts, and the parameter names in $n order
+    async_sql: str
+    async_order: tuple[str, ...]
 
 
 _plans: dict[tuple, _IdentifyPlan] = {}
@@ -635,7 +639,16 @@ def _compile_identify(conn: Connection, source: LayerSource, out: CRSRef, hidden
     )
     compiled = stmt.compile(dialect=conn.dialect)
     defaults = {k: v for k, v in compiled.params.items() if v is not None}
-    return _IdentifyPlan(source, str(compiled), defaults, tuple(c.name for c in shown))
+    for_asyncpg = stmt.compile(dialect=_asyncpg_dialect())
+    return _IdentifyPlan(source, str(compiled), defaults, tuple(c.name for c in shown),
+                         str(for_asyncpg), tuple(for_asyncpg.positiontup))
+
+
+@lru_cache(maxsize=1)
+def _asyncpg_dialect():
+    from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
+
+    return PGDialect_asyncpg()
 
 
 def _json_default(value):
@@ -751,6 +764,16 @@ def _caller_plan(engine: Engine, name: str, out: CRSRef, principal: Principal | 
     return identify_plan(engine, name, out, hidden, refresh=refresh) if hidden else plan
 
 
+def cached_caller_plan(engine: Engine, name: str, out: CRSRef, principal: Principal | None) -> _IdentifyPlan | None:
+    """:func:`_caller_plan` when it is compiled already (no database access), else None."""
+    with _plans_lock:
+        plan = _plans.get((engine, name, out, frozenset()))
+        if plan is None:
+            return None
+        hidden = personal_columns(plan.source.info, principal)
+        return _plans.get((engine, name, out, hidden)) if hidden else plan
+
+
 def _within_granted_area(conn, name: str, principal: Principal, rows: list[dict]) -> list[dict]:
     """Drop the features outside the granted area for a caller who reads the layer through an
     area-limited grant only (rare: the common path above never gets here with such a grant)."""
@@ -805,3 +828,14 @@ __all__ = [
     "identify", "identify_statement", "lean_engine", "run_compiled", "input_errors", "readable_layers",
     "readable_layer",
 ]
+
+
+def identify_async_statement(conn: Connection, name: str, point: Point, *, tolerance: float = 0.0, limit: int = 10,
+                             out: CRSRef = CRS84, principal: Principal | None = None) -> tuple[str, list]:
+    """The exact SQL and positional arguments the ASGI front's identify sends through asyncpg for
+    ``principal`` (for benchmarks that query PostGIS directly the same way)."""
+    plan = _caller_plan(conn.engine, name, out, principal)
+    x, y = point.xy()
+    values = dict(plan.defaults)
+    values.update(x=x, y=y, srid=point.crs.srid, tolerance=tolerance, limit=limit, layer=name)
+    return plan.async_sql, [values[key] for key in plan.async_order]

@@ -88,8 +88,25 @@ def identify_answer(engine: Engine, args: Mapping[str, str], caller: Principal) 
     """One identify request, parsed, run and serialised: the body and headers of the 200 answer.
 
     Shared by the Flask view above and the WSGI fast path (:mod:`gisserver.fastpath`), which
-    both answer exactly the same bytes.
+    both answer exactly the same bytes (and the ASGI front, :func:`identify_answer_async`).
     """
+    names, point, options = _identify_request(args)
+    found = q.identify(engine, names, point, caller, **options)
+    return _identify_body(found, options["out"])
+
+
+async def identify_answer_async(pool, engine: Engine, args: Mapping[str, str],
+                                caller: Principal) -> tuple[bytes, list[tuple[str, str]]] | None:
+    """:func:`identify_answer` on asyncpg from the ASGI front's event loop (the same bytes), or
+    None when only the synchronous path can answer (:mod:`layers.identify_async`)."""
+    from layers.identify_async import identify_async
+
+    names, point, options = _identify_request(args)
+    found = await identify_async(pool, engine, names, point, caller, **options)
+    return None if found is None else _identify_body(found, options["out"])
+
+
+def _identify_request(args: Mapping[str, str]) -> tuple[list[str], q.Point, dict]:
     point = parse_point(args)
     names = [n.strip() for n in args.get("layers", "parcels").split(",") if n.strip()]
     if not names or len(names) > MAX_IDENTIFY_LAYERS:
@@ -97,8 +114,10 @@ def identify_answer(engine: Engine, args: Mapping[str, str], caller: Principal) 
     tolerance = parse_float("tolerance", args.get("tolerance"), default=0.0, minimum=0,
                             maximum=q.MAX_IDENTIFY_TOLERANCE)
     limit = parse_int("limit", args.get("limit"), default=10, minimum=1, maximum=100)
-    out = _out_crs(args)
-    found = q.identify(engine, names, point, caller, tolerance=tolerance, limit=limit, out=out)
+    return names, point, {"tolerance": tolerance, "limit": limit, "out": _out_crs(args)}
+
+
+def _identify_body(found: dict[str, list[str]], out: q.CRSRef) -> tuple[bytes, list[tuple[str, str]]]:
     features = [f for feats in found.values() for f in feats]  # GeoJSON Feature texts
     body = f'{{"type":"FeatureCollection","features":[{",".join(features)}],"numberReturned":{len(features)}}}'
     return body.encode(), [("Content-Type", GEOJSON), *content_crs(out).items()]
@@ -112,6 +131,17 @@ def fast_paths(app) -> dict:
         return identify_answer(engine, args, caller)
 
     return {"/api/identify": fast_identify}
+
+
+def async_paths(app) -> dict:
+    """Handlers of this blueprint that the ASGI front (:mod:`gisserver.asgi`) answers on its
+    event loop: handler(pool, args, principal) -> (body, headers) or None."""
+    engine = app.extensions["gisserver"].engine
+
+    async def async_identify(pool, args: Mapping[str, str], caller: Principal):
+        return await identify_answer_async(pool, engine, args, caller)
+
+    return {"/api/identify": async_identify}
 
 
 @declare("Parcel by ward, map sheet and parcel number", tags=["queries"],
