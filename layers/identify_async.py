@@ -38,11 +38,19 @@ log = logging.getLogger(__name__)
 async def create_pool(dsn: str, size: int, application_name: str = "gisserver-identify") -> asyncpg.Pool:
     """An asyncpg pool whose rows decode as psycopg2's do where identify's output could differ:
     json/jsonb parsed, real (float4) from its text form (asyncpg's binary form would give
-    1.100000023841858 for 1.1)."""
+    1.100000023841858 for 1.1).
+
+    A connection is not reset when it goes back to the pool (asyncpg's default costs a round trip,
+    ``RESET ALL`` and more, per query): identify runs single statements in autocommit and changes
+    no session state, as the lean psycopg2 pool (:func:`layers.query.lean_engine`)."""
     return await asyncpg.create_pool(
-        dsn, min_size=1, max_size=size, init=_init_connection, command_timeout=60,
+        dsn, min_size=1, max_size=size, init=_init_connection, reset=_no_reset, command_timeout=60,
         server_settings={"application_name": application_name},
     )
+
+
+async def _no_reset(con: asyncpg.Connection) -> None:
+    return None
 
 
 async def _init_connection(con: asyncpg.Connection) -> None:
