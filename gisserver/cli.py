@@ -322,9 +322,14 @@ def serve(host, port, workers, threads, access_log, dev):
 def gunicorn_arguments(host: str, port: int, workers: int, access_log: bool = True) -> list[str]:
     """gunicorn's command line for production serving (also used by the benchmarks and tests):
     the ASGI front (:mod:`gisserver.asgi`) on gunicorn's asgi worker with uvloop, keep-alive for
-    map clients. gunicorn parses HTTP in C when gunicorn_h1c is installed (optional)."""
+    map clients. gunicorn parses HTTP in C when gunicorn_h1c is installed (optional).
+
+    ``--reuse-port``: each worker listens on a socket of its own (SO_REUSEPORT) and the kernel
+    spreads new connections over them. On one shared socket the worker that wakes first accepts
+    every waiting connection, so a few keep-alive clients (a browser's six) often all land on one
+    single-threaded event loop while the other idles."""
     arguments = ["--workers", str(workers), "--worker-class", "asgi", "--asgi-loop", "uvloop",
-                 "--keep-alive", "30", "--bind", f"{host}:{port}"]
+                 "--keep-alive", "30", "--reuse-port", "--bind", f"{host}:{port}"]
     if access_log:
         arguments += ["--access-logfile", "-"]
     return [*arguments, "app:asgi"]
