@@ -7,11 +7,17 @@ Loads (once; kept in the scratch database ``gisserver_bench_identify`` of the em
 (E 600000, N 1190000) with ``generate_series``, then, in the same run, alternating the two phases
 in ``--rounds`` short rounds after a warm-up (the machine may be shared with other work):
 
-1. direct: ``--threads`` client threads send the exact SQL identify runs (``identify_statement``)
-   through the same SQLAlchemy pool configuration the server uses for it (``lean_engine``:
-   autocommit, no pre-ping, one round trip per query);
+1. direct: ``--threads`` concurrent clients send the exact statement identify runs through the
+   same driver and pool the server uses for it: with the production ASGI server (``--worker-class
+   asgi``, the default), an asyncpg pool sending the prepared statement of
+   ``identify_async_statement`` (the server's ``layers.identify_async`` path); with the WSGI worker
+   classes kept for comparison (gthread, sync), the SQLAlchemy lean pool sending
+   ``identify_statement`` through psycopg2 (autocommit, no pre-ping, one round trip per query);
 2. http: the same number of client threads call ``GET /api/identify?lon=&lat=`` on gunicorn with
-   2 workers over loopback (one keep-alive connection per thread).
+   2 workers over loopback (one keep-alive connection per thread), run as ``gisserver serve`` runs it.
+
+The native pair does the same with pgbench (``-M prepared`` with the asyncpg statement for the ASGI
+server, ``-M simple`` as psycopg2 sends it for the WSGI workers) and wrk.
 
 Both phases query the same random points inside the grid. Prints requests/s, p50/p95/p99 latency,
 CPU time per request (client, gunicorn workers, PostgreSQL backends), the load average and the
@@ -284,6 +290,73 @@ def direct_worker(url: str, points, threads: int):
     return worker, cleanup
 
 
+def direct_async_clients(url: str, points, threads: int):
+    """``threads`` concurrent clients on one asyncpg pool (one event loop in a thread), sending the
+    statement the ASGI server sends, as it sends it (prepared, same codecs); returns run(seconds) ->
+    (requests, latencies, errors) and cleanup."""
+    import asyncio
+
+    import uvloop
+
+    from gisserver.security import ANONYMOUS
+    from layers import query as q
+    from layers.identify_async import create_pool
+
+    engine = q.lean_engine(make_engine(url, pool_size=1))
+    with engine.connect() as conn:
+        sql, values = q.identify_async_statement(conn, "parcels", q.Point(*points[0]), principal=ANONYMOUS)
+    engine.dispose()
+    template = list(values.values())
+    x_at, y_at = list(values).index("x"), list(values).index("y")
+    loop = uvloop.new_event_loop()
+    pool = loop.run_until_complete(create_pool(url, threads, application_name="bench-direct"))
+
+    async def client(i, deadline, lat):
+        k = i
+        while time.perf_counter() < deadline:
+            lon, lat_ = points[k % len(points)]
+            k += threads
+            args = list(template)
+            args[x_at], args[y_at] = lon, lat_
+            t0 = time.perf_counter()
+            async with pool.acquire() as con:
+                rows = await con.fetch(sql, *args)
+            lat.append(time.perf_counter() - t0)
+            if len(rows) != 1 or rows[0]["__id"] is None:
+                raise RuntimeError(f"expected one parcel at {lon},{lat_}, got {len(rows)} rows")
+
+    def run(seconds: float) -> tuple[int, list[float], int]:
+        results: list[list[float]] = [[] for _ in range(threads)]
+        deadline = time.perf_counter() + seconds
+
+        async def all_clients():
+            return await asyncio.gather(*(client(i, deadline, results[i]) for i in range(threads)),
+                                        return_exceptions=True)
+
+        outcome = loop.run_until_complete(all_clients())
+        errors = [o for o in outcome if isinstance(o, BaseException)]
+        for exc in errors:
+            print(f"  client: {type(exc).__name__}: {exc}", file=sys.stderr)
+        lat = sorted(x for r in results for x in r)
+        return len(lat), lat, len(errors)
+
+    def cleanup():
+        loop.run_until_complete(pool.close())
+        loop.close()
+
+    return run, cleanup
+
+
+def measured_async(meter: CPUMeter, run, seconds: float) -> dict:
+    """One phase of the asyncpg clients."""
+    before = meter.snapshot()
+    count, lat, errors = run(seconds)
+    after = meter.snapshot()
+    stats = _stats(count, lat, errors, after["wall"] - before["wall"])
+    stats.update(latencies=lat, wall=after["wall"] - before["wall"])
+    return _with_cpu(stats, before, after, count)
+
+
 def http_worker(port: int, points, threads: int):
     """A client loop calling GET /api/identify on one keep-alive connection per thread."""
 
@@ -354,9 +427,12 @@ def wrk_phase(port: int, side: int, threads: int, seconds: float, folder: Path):
     return command, parse
 
 
-def pgbench_phase(url: str, sql: str, values: dict, side: int, threads: int, seconds: float, folder: Path):
-    """pgbench with ``threads`` connections sending identify's SQL (simple protocol, as psycopg2 does:
-    values in the text, no prepared statement) for random points in the city CRS."""
+def pgbench_phase(url: str, sql: str, values: dict, side: int, threads: int, seconds: float, folder: Path,
+                  prepared: bool = False):
+    """pgbench with ``threads`` connections sending identify's SQL for random points in the city
+    CRS: as psycopg2 sends it (simple protocol, values in the text, no prepared statement), or with
+    ``prepared`` as asyncpg does (extended protocol, a statement prepared once per connection; the
+    statement then has ``$n`` placeholders, ``values`` gives the name of each in order)."""
     lines = [f"\\set i random(0, {side - 1})", f"\\set j random(0, {side - 1})",
              f"\\set x {ORIGIN[0]} + :i * {CELL} + 1.0 + random(0, {int((CELL - 2) * 1000)}) / 1000.0",
              f"\\set y {ORIGIN[1]} + :j * {CELL} + 1.0 + random(0, {int((CELL - 2) * 1000)}) / 1000.0"]
@@ -364,14 +440,19 @@ def pgbench_phase(url: str, sql: str, values: dict, side: int, threads: int, sec
     for name, value in values.items():
         if name in ("x", "y"):
             continue
-        if isinstance(value, str):  # pgbench substitutes variables as text: give the quoted literal
-            defines += ["-D", f"{name}='{value}'"]
+        if isinstance(value, str):  # substituted as text: the quoted literal, or the bare value as a parameter
+            defines += ["-D", f"{name}={value}" if prepared else f"{name}='{value}'"]
         else:
             lines.append(f"\\set {name} {value}")
-    statement = re.sub(r"%\((\w+)\)s", r":\1", sql).replace("%%", "%")
+    if prepared:
+        order = list(values)
+        statement = re.sub(r"\$(\d+)", lambda m: ":" + order[int(m.group(1)) - 1], sql)
+    else:
+        statement = re.sub(r"%\((\w+)\)s", r":\1", sql).replace("%%", "%")
     script = folder / "identify.sql"
     script.write_text("\n".join(lines) + "\n" + " ".join(statement.split()) + ";\n")
-    command = [pgbench_binary(), "-n", "-M", "simple", f"-c{threads}", "-j2", f"-T{max(1, round(seconds))}",
+    command = [pgbench_binary(), "-n", "-M", "prepared" if prepared else "simple", f"-c{threads}", "-j2",
+               f"-T{max(1, round(seconds))}",
                "-f", str(script), "-l", f"--log-prefix={folder / 'pgbench_log'}", *defines, url]
 
     def parse(stdout: str) -> dict:
@@ -416,14 +497,19 @@ def _stats(count: int, lat: list[float], errors: int, seconds: float) -> dict:
 
 
 def start_gunicorn(url: str, port: int, worker_class: str, threads: int) -> subprocess.Popen:
-    env = dict(os.environ, DATABASE_URL=url, GISSERVER_DB_POOL_SIZE=str(max(threads, 1)))
-    cmd = [sys.executable, "-m", "gunicorn", "--workers", "2", "--bind", f"127.0.0.1:{port}",
-           "--worker-class", worker_class, "--log-level", "warning",
-           # import the app once before forking: both workers serve from the first request (the
-           # app opens no connection at import, so nothing is shared across the fork)
-           "--preload", "app:app"]
-    if worker_class == "gthread":
-        cmd[5:5] = ["--threads", str(threads), "--keep-alive", "30"]
+    """gunicorn with 2 workers: as ``gisserver serve`` runs it (asgi), or a WSGI worker class."""
+    from gisserver.cli import gunicorn_arguments
+
+    env = dict(os.environ, DATABASE_URL=url, GISSERVER_DB_POOL_SIZE=str(max(threads, 1)),
+               GISSERVER_THREADS=str(max(threads, 1)))
+    if worker_class == "asgi":
+        cmd = [sys.executable, "-m", "gunicorn", "--log-level", "warning",
+               *gunicorn_arguments("127.0.0.1", port, 2, access_log=False)]
+    else:
+        cmd = [sys.executable, "-m", "gunicorn", "--workers", "2", "--bind", f"127.0.0.1:{port}",
+               "--worker-class", worker_class, "--log-level", "warning", "--preload", "app:app"]
+        if worker_class == "gthread":
+            cmd[5:5] = ["--threads", str(threads), "--keep-alive", "30"]
     proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, env=env)
     deadline = time.time() + 30
     while time.time() < deadline:
@@ -451,9 +537,10 @@ def main() -> None:
     parser.add_argument("--parcels", type=int, default=1_000_000)
     parser.add_argument("--threads", type=int, default=8, help="concurrent clients in each phase")
     parser.add_argument("--seconds", type=float, default=10.0, help="measured duration of each phase")
-    parser.add_argument("--worker-class", default="gthread", choices=("gthread", "sync"))
+    parser.add_argument("--worker-class", default="asgi", choices=("asgi", "gthread", "sync"),
+                        help="asgi: production serving (gisserver serve); gthread/sync: the WSGI app, for comparison")
     parser.add_argument("--server-threads", type=int, default=None,
-                        help="threads per gunicorn worker (gthread; default: --threads)")
+                        help="threads per gunicorn worker (gthread; for asgi the Flask threads; default: --threads)")
     parser.add_argument("--rounds", type=int, default=5, help="alternating direct/HTTP rounds")
     parser.add_argument("--clients", default="both", choices=("python", "native", "both"),
                         help="load generators: Python threads, wrk + pgbench, or both pairs")
@@ -477,9 +564,11 @@ def main() -> None:
     print(f"clients: {args.threads} concurrent, {args.seconds:g} s per phase in {args.rounds} alternating rounds, "
           f"gunicorn 2 workers ({args.worker_class}, {server_threads} threads each), {os.cpu_count()} CPUs shared "
           "by clients, server and PostgreSQL")
+    driver = "asyncpg pool, prepared" if args.worker_class == "asgi" else "psycopg2 pool"
+    mode = "prepared" if args.worker_class == "asgi" else "simple"
     met = [report_pair(name, phases[direct], phases[http])
-           for name, direct, http in (("Python threads (http.client / psycopg2 pool)", "direct", "http"),
-                                      ("native (wrk / pgbench)", "pgbench", "wrk"))
+           for name, direct, http in ((f"Python (http.client threads / {driver})", "direct", "http"),
+                                      (f"native (wrk / pgbench -M {mode})", "pgbench", "wrk"))
            if phases[direct]]
     print("targets met" if all(met) else "targets NOT met")
 
@@ -491,20 +580,33 @@ def run_phases(args, url: str, port: int, server_pid: int, side: int, tmp: Path)
     python_pair = args.clients in ("python", "both")
     native_pair = args.clients in ("native", "both")
     points = random_points(20_000, side)
-    direct_loop, cleanup = direct_worker(url, points, args.threads)
+    on_asgi = args.worker_class == "asgi"
+    if on_asgi:  # the server's own driver and statement: asyncpg, prepared
+        direct_run, cleanup = direct_async_clients(url, points, args.threads)
+    else:
+        direct_loop, cleanup = direct_worker(url, points, args.threads)
+
+        def direct_run(seconds):
+            return run_threads(args.threads, seconds, direct_loop)
     http_loop = http_worker(port, points, args.threads)
+
+    def direct_phase() -> dict:
+        if on_asgi:
+            return measured_async(CPUMeter(url), direct_run, per_round)
+        return measured(CPUMeter(url), args.threads, per_round, direct_loop)
+
     try:
-        run_threads(args.threads, 2.0, direct_loop)  # warm pools, statement caches, PROJ caches
+        direct_run(2.0)  # warm pools, statement caches, PROJ caches
         run_threads(args.threads, 2.0, http_loop)
         if native_pair:
-            sql, values = city_statement(url)
+            sql, values = city_statement(url, on_asgi)
             wrk = wrk_phase(port, side, args.threads, per_round, tmp)
-            pgbench = pgbench_phase(url, sql, values, side, args.threads, per_round, tmp)
+            pgbench = pgbench_phase(url, sql, values, side, args.threads, per_round, tmp, prepared=on_asgi)
             measured_tool(CPUMeter(url, server_pid), wrk_phase(port, side, args.threads, 2.0, tmp)[0],
                           wrk[1])  # warm-up of the city-CRS path
         for _ in range(args.rounds):
             if python_pair:
-                phases["direct"].append(measured(CPUMeter(url), args.threads, per_round, direct_loop))
+                phases["direct"].append(direct_phase())
                 phases["http"].append(measured(CPUMeter(url, server_pid), args.threads, per_round, http_loop))
             if native_pair:
                 phases["pgbench"].append(measured_tool(CPUMeter(url), *pgbench))
@@ -514,15 +616,16 @@ def run_phases(args, url: str, port: int, server_pid: int, side: int, tmp: Path)
     return phases
 
 
-def city_statement(url: str) -> tuple[str, dict]:
-    """identify's SQL and parameters for a point given in the city CRS (what the wrk phase sends)."""
+def city_statement(url: str, on_asgi: bool) -> tuple[str, dict]:
+    """identify's SQL and parameters for a point given in the city CRS (what the wrk phase sends):
+    the asyncpg statement (parameters in ``$n`` order) or the psycopg2 one."""
     from gisserver.security import ANONYMOUS
     from layers import query as q
 
     engine = q.lean_engine(make_engine(url, pool_size=1))
+    statement = q.identify_async_statement if on_asgi else q.identify_statement
     with engine.connect() as conn:
-        sql, values = q.identify_statement(conn, "parcels", q.Point(ORIGIN[0] + 5, ORIGIN[1] + 5, q.CITY),
-                                           principal=ANONYMOUS)
+        sql, values = statement(conn, "parcels", q.Point(ORIGIN[0] + 5, ORIGIN[1] + 5, q.CITY), principal=ANONYMOUS)
     engine.dispose()
     return sql, values
 

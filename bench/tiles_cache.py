@@ -1,7 +1,8 @@
 """Tile cache: hits per second through gunicorn (2 workers), and disk vs PostgreSQL storage.
 
 Run: .venv/bin/python bench/tiles_cache.py [--seconds S]
-1. The demo data in a throw-away database; the app under gunicorn with 2 sync workers; every
+1. The demo data in a throw-away database; the app under gunicorn with 2 sync workers (and, for
+   comparison, gthread workers and production serving: ``gisserver serve``'s asgi worker); every
    vector tile z14-17 of the parcels requested once (misses), then wrk cycles through them for
    S seconds (hits: the lean WSGI path of gisserver/fastpath.py: catalogue copy, cache file read,
    ETag headers).  Target >= 2000 tiles/s.  Baseline of the same run: a WSGI app of five lines that
@@ -111,6 +112,9 @@ def main() -> None:
             info = get_layer(conn, "parcels")
         with gunicorn(url, Path(var_dir), workers=2, threads=4) as (base, pid):
             threaded = wrk([f"{base}/tiles/parcels/{t.z}/{t.x}/{t.y}.mvt" for t in tiles], seconds=args.seconds)
+        with gunicorn(url, Path(var_dir), workers=2, threads=4, production=True) as (base, pid):
+            production = [measure([f"{base}/tiles/parcels/{t.z}/{t.x}/{t.y}.mvt" for t in tiles], pid, args.seconds)
+                          for _ in range(2)]
         disk, pg = storage_comparison(engine, TileCache(Path(var_dir) / "tiles"), cache_namespace("mvt", info), tiles)
     (floor, floor_cpu), (hits, cpu_per_hit) = (
         (statistics.mean(r[0] for r in runs[k]), statistics.mean(r[1] for r in runs[k])) for k in ("static", "hits"))
@@ -123,6 +127,9 @@ def main() -> None:
     print(f"hits/s if the 2 workers had 2 cores      : {2 / cpu_per_hit:6.0f}  (2 / server CPU per hit)")
     print(f"GET /health (reads the database)         : {health:6.0f} req/s")
     print(f"GET .mvt cache hits, gthread x4, keep-alive: {threaded:6.0f} tiles/s")
+    print(f"GET .mvt cache hits, gisserver serve (asgi worker, hits through a2wsgi to the WSGI fast path): "
+          f"{statistics.mean(r[0] for r in production):6.0f} tiles/s  runs {[round(r[0]) for r in production]}"
+          f"  server CPU {statistics.mean(r[1] for r in production) * 1000:.3f} ms/hit")
     print(f"cache read, disk                         : {disk:8.1f} µs/tile")
     print(f"cache read, PostgreSQL bytea by key      : {pg:8.1f} µs/tile  ratio {pg / disk:.1f}x disk")
 

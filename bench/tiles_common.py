@@ -53,16 +53,22 @@ def demo_database():
 
 @contextmanager
 def gunicorn(url: str, var_dir: Path, workers: int = 2, threads: int = 0, app: str = "gisserver:create_app()",
-             cwd: Path = ROOT, ready_path: str = "/health"):
+             cwd: Path = ROOT, ready_path: str = "/health", production: bool = False):
     """The app under gunicorn on a loopback port (sync workers, or gthread workers with
-    keep-alive when ``threads``); yields (base URL, master pid)."""
+    keep-alive when ``threads``, or with ``production`` as ``gisserver serve`` runs it: the ASGI
+    front on the asgi worker, ``threads`` Flask threads); yields (base URL, master pid)."""
+    from gisserver.cli import gunicorn_arguments
+
     port = free_port()
     env = {**os.environ, "DATABASE_URL": url, "GISSERVER_VAR_DIR": str(var_dir)}
+    if production:
+        env["GISSERVER_THREADS"] = str(threads or 4)
+        arguments = gunicorn_arguments("127.0.0.1", port, workers, access_log=False)
+    else:
+        arguments = ["--workers", str(workers), "--bind", f"127.0.0.1:{port}",
+                     *(["--worker-class", "gthread", "--threads", str(threads)] if threads else []), app]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--bind", f"127.0.0.1:{port}",
-         "--log-level", "warning",
-         *(["--worker-class", "gthread", "--threads", str(threads)] if threads else []),
-         app],
+        [sys.executable, "-m", "gunicorn", "--log-level", "warning", *arguments],
         cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     base = f"http://127.0.0.1:{port}"

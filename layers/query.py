@@ -738,7 +738,12 @@ def lean_engine(engine: Engine) -> Engine:
 
 def _identify_one(lean: Engine, dbc, name, params, principal, out) -> list[str]:
     plan = _caller_plan(lean, name, out, principal)
-    rows = _run_plan(dbc, plan, name, params)
+    try:
+        rows = _run_plan(dbc, plan, name, params)
+    except (psycopg2.errors.UndefinedColumn, psycopg2.errors.UndefinedTable):
+        # a replace swapped in a table with other columns (same name) since the statement was
+        # compiled: recompiled below, like any catalogue change (the lean pool is autocommit)
+        rows = []
     head = rows[0] if rows else None
     info = plan.source.info
     if head is None or head["__layer_version"] != info.data_version or head["__layer_table"] != info.table_name:
@@ -831,11 +836,11 @@ __all__ = [
 
 
 def identify_async_statement(conn: Connection, name: str, point: Point, *, tolerance: float = 0.0, limit: int = 10,
-                             out: CRSRef = CRS84, principal: Principal | None = None) -> tuple[str, list]:
-    """The exact SQL and positional arguments the ASGI front's identify sends through asyncpg for
-    ``principal`` (for benchmarks that query PostGIS directly the same way)."""
+                             out: CRSRef = CRS84, principal: Principal | None = None) -> tuple[str, dict]:
+    """The exact SQL the ASGI front's identify sends through asyncpg for ``principal``, and its
+    arguments by name in ``$n`` order (for benchmarks that query PostGIS directly the same way)."""
     plan = _caller_plan(conn.engine, name, out, principal)
     x, y = point.xy()
     values = dict(plan.defaults)
     values.update(x=x, y=y, srid=point.crs.srid, tolerance=tolerance, limit=limit, layer=name)
-    return plan.async_sql, [values[key] for key in plan.async_order]
+    return plan.async_sql, {key: values[key] for key in plan.async_order}
