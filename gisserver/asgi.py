@@ -86,6 +86,9 @@ class AsgiFront:
             answer = await handler(pool, args, caller)
         except GISError:
             return False  # Flask answers it again, with the problem document
+        except Exception:  # a bug: logged, and Flask answers the request as it would without this path
+            log.exception("async handler of %s failed; the request is handed to Flask", scope["path"])
+            return False
         if answer is None:
             return False
         body, extra = answer
