@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 
 import click
 
@@ -314,12 +315,17 @@ def serve(host, port, workers, threads, access_log, dev):
 
         create_app().run(host=host, port=port, debug=True)
         return
+    from gisserver.config import Settings
+
     os.environ["GISSERVER_THREADS"] = str(threads)
-    command = [sys.executable, "-m", "gunicorn", *gunicorn_arguments(host, port, workers, access_log)]
+    control = Path(Settings.from_env().var_dir) / "run" / f"gunicorn-{port}.ctl"
+    control.parent.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "gunicorn", *gunicorn_arguments(host, port, workers, access_log, control)]
     os.execvp(sys.executable, command)
 
 
-def gunicorn_arguments(host: str, port: int, workers: int, access_log: bool = True) -> list[str]:
+def gunicorn_arguments(host: str, port: int, workers: int, access_log: bool = True,
+                       control_socket: Path | None = None) -> list[str]:
     """gunicorn's command line for production serving (also used by the benchmarks and tests):
     the ASGI front (:mod:`gisserver.asgi`) on gunicorn's asgi worker with uvloop, keep-alive for
     map clients. gunicorn parses HTTP in C when gunicorn_h1c is installed (optional).
@@ -327,9 +333,14 @@ def gunicorn_arguments(host: str, port: int, workers: int, access_log: bool = Tr
     ``--reuse-port``: each worker listens on a socket of its own (SO_REUSEPORT) and the kernel
     spreads new connections over them. On one shared socket the worker that wakes first accepts
     every waiting connection, so a few keep-alive clients (a browser's six) often all land on one
-    single-threaded event loop while the other idles."""
+    single-threaded event loop while the other idles.
+
+    gunicorn's control socket (``gunicornc``) is ``control_socket`` (``gisserver serve``: under the
+    var folder, one per port), else off: its default path is one per user, so a second server, a
+    test's or a benchmark's, would take it over and remove it when it stops."""
     arguments = ["--workers", str(workers), "--worker-class", "asgi", "--asgi-loop", "uvloop",
                  "--keep-alive", "30", "--reuse-port", "--bind", f"{host}:{port}"]
+    arguments += ["--control-socket", str(control_socket)] if control_socket else ["--no-control-socket"]
     if access_log:
         arguments += ["--access-logfile", "-"]
     return [*arguments, "app:asgi"]
