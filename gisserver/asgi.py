@@ -143,7 +143,13 @@ class AsgiFront:
 
 
 def _headers(scope: dict) -> Mapping[str, str]:
-    return {name.decode("latin-1"): value.decode("latin-1") for name, value in scope.get("headers", ())}
+    """The request headers as Flask reads them: a repeated header's values joined with commas
+    (as a2wsgi joins them), so the loop never takes one of two Authorization headers."""
+    headers: dict[str, str] = {}
+    for name, value in scope.get("headers", ()):
+        key, text = name.decode("latin-1"), value.decode("latin-1")
+        headers[key] = headers[key] + "," + text if key in headers else text
+    return headers
 
 
 def create_asgi(flask_app: Flask, threads: int | None = None) -> AsgiFront:
