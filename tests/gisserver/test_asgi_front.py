@@ -59,17 +59,18 @@ class Driver:
         self.front = front
         self.loop = asyncio.new_event_loop()
 
-    def get(self, url: str, headers: dict | None = None, method: str = "GET") -> Answer:
-        return self.loop.run_until_complete(self._request(method, url, headers or {}))
+    def get(self, url: str, headers: dict | list[tuple[str, str]] | None = None, method: str = "GET") -> Answer:
+        pairs = list((headers or {}).items()) if isinstance(headers, dict | None) else headers
+        return self.loop.run_until_complete(self._request(method, url, pairs))
 
-    async def _request(self, method: str, url: str, headers: dict) -> Answer:
+    async def _request(self, method: str, url: str, headers: list[tuple[str, str]]) -> Answer:
         path, _, query = url.partition("?")
         scope = {
             "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
             "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": query.encode("latin-1"),
             "root_path": "", "client": ("127.0.0.1", 50000), "server": ("localhost", 80),
             "headers": [(b"host", b"localhost"),
-                        *((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items())],
+                        *((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers)],
         }
         sent: list[dict] = []
         finished = asyncio.Event()
@@ -308,6 +309,24 @@ def test_verified_tokens_see_what_their_role_may_see_on_the_loop(driver, client,
     assert views["officer"]["owner_name"] == "Nguyễn Văn A"
     assert "owner_name" not in views["public"] and "owner_name" not in views["anonymous"]
     assert views["public"]["address"] == views["anonymous"]["address"] == "12 Lê Lợi"
+
+
+def test_a_repeated_authorization_header_gets_the_flask_answer(driver, client, parcel, make_user, monkeypatch):
+    """Flask reads repeated headers joined with commas (a2wsgi joins them): the loop must not pick one."""
+    monkeypatch.setattr(driver.front.tokens, "cache_seconds", 60)
+    _, officer = make_user("officer")
+    url = identify_url(x=X, y=Y)
+    try:
+        assert client.get(url, headers=auth(officer)).status_code == 200  # verified and cached
+        warm_then_loop(driver, client, url, auth(officer))
+        before = driver.front.answered
+        for first, second in ((f"Bearer {officer}", "Bearer gis_1_wrong"), ("Bearer gis_1_wrong", f"Bearer {officer}")):
+            answer = driver.get(url, [("Authorization", first), ("Authorization", second)])
+            assert answer.status == 401, (first, second, answer.body[:100])
+            assert answer.headers["content-type"] == "application/problem+json"
+        assert driver.front.answered == before
+    finally:
+        driver.front.tokens.forget_all()
 
 
 def test_bumped_data_version_is_handed_to_flask_which_shows_the_new_data(driver, client, parcel):
