@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
@@ -38,7 +39,7 @@ log = logging.getLogger(__name__)
 async def create_pool(dsn: str, size: int, application_name: str = "gisserver-identify") -> asyncpg.Pool:
     """An asyncpg pool whose rows decode as psycopg2's do where identify's output could differ:
     json/jsonb parsed, real (float4) from its text form (asyncpg's binary form would give
-    1.100000023841858 for 1.1).
+    1.100000023841858 for 1.1), timestamptz ±infinity as the largest/smallest UTC datetimes.
 
     A connection is not reset when it goes back to the pool (asyncpg's default costs a round trip,
     ``RESET ALL`` and more, per query): identify runs single statements in autocommit and changes
@@ -57,6 +58,29 @@ async def _init_connection(con: asyncpg.Connection) -> None:
     for name in ("json", "jsonb"):
         await con.set_type_codec(name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
     await con.set_type_codec("float4", encoder=str, decoder=float, schema="pg_catalog", format="text")
+    await con.set_type_codec("timestamptz", encoder=_timestamptz_tuple, decoder=_timestamptz_from_tuple,
+                             schema="pg_catalog", format="tuple")
+
+
+_PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+_INFINITY, _MINUS_INFINITY = 2**63 - 1, -(2**63)  # timestamptz's binary form of ±infinity
+
+
+def _timestamptz_from_tuple(value: tuple[int]) -> datetime:
+    """A timestamptz (microseconds since 2000 UTC) as psycopg2 decodes it: asyncpg's own codec
+    gives ±infinity as naive datetimes, which identify would write without their 'Z'."""
+    micros = value[0]
+    if micros == _INFINITY:
+        return datetime.max.replace(tzinfo=UTC)
+    if micros == _MINUS_INFINITY:
+        return datetime.min.replace(tzinfo=UTC)
+    return _PG_EPOCH + micros * _MICROSECOND
+
+
+def _timestamptz_tuple(value: datetime) -> tuple[int]:
+    aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    return ((aware - _PG_EPOCH) // _MICROSECOND,)
 
 
 async def identify_async(pool: asyncpg.Pool, engine, layers: list[str], point: Point, principal: Principal | None,
