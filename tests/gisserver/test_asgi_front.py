@@ -150,26 +150,31 @@ def generic_table(conn, name: str) -> str:
 
 def create_types_layer(engine, name: str) -> None:
     """A generic layer with every column type identify writes (the rows of test_generic's
-    column-type test, plus non-finite numbers; json, jsonb and uuid, which are not shown)."""
+    column-type test, plus non-finite numbers and infinite dates; json, jsonb and uuid, which are
+    not shown); the row of nulls is the furthest."""
     with engine.begin() as conn:
         conn.execute(text("CREATE SCHEMA IF NOT EXISTS layerdata"))
         conn.execute(text(
             f"CREATE TABLE {generic_table(conn, name)} (fid serial PRIMARY KEY, ten text, gia numeric(12, 2), "
             "ty_le real, do_cao double precision, con_hieu_luc boolean, ngay date, luc timestamptz, "
-            "luc_dia_phuong timestamp, so_lon bigint, thuoc_tinh jsonb, ghi_chu json, ma uuid, "
+            "luc_dia_phuong timestamp, het_han timestamptz, so_lon bigint, thuoc_tinh jsonb, ghi_chu json, ma uuid, "
             f"geom geometry(Point, {CITY_SRID}))"))
         conn.execute(text(
             f"INSERT INTO {generic_table(conn, name)} (ten, gia, ty_le, do_cao, con_hieu_luc, ngay, luc, "
-            "luc_dia_phuong, so_lon, thuoc_tinh, ghi_chu, ma, geom) VALUES "
+            "luc_dia_phuong, het_han, so_lon, thuoc_tinh, ghi_chu, ma, geom) VALUES "
             "(:ten, 1250000.50, 0.1, 2.345678901234, true, '2026-11-27', '2026-11-27 08:30:00+07', "
-            " '2026-11-27 08:30:00', 9007199254740993, :jb, :js, 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', "
+            " '2026-11-27 08:30:00', '2026-12-31 23:59:59.999999-05', 9007199254740993, :jb, :js, "
+            " 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', "
             " ST_SetSRID(ST_MakePoint(603480, 1191450), :s)), "
             "('Số 2', 7, 1e-7, -0.5, false, '1975-04-30', '2026-11-27 08:30:00.123456+07', "
-            " '2026-11-27 08:30:00.5', -1, '[1, 2.5, null]', '\"chuỗi\"', NULL, "
+            " '2026-11-27 08:30:00.5', NULL, -1, '[1, 2.5, null]', '\"chuỗi\"', NULL, "
             " ST_SetSRID(ST_MakePoint(603481, 1191450), :s)), "
             "('Số 3', 'NaN', 3.4028235e38, 'Infinity', true, '2000-02-29', '1900-01-01 00:00:00+00', "
-            " '2026-01-01 00:00:00.000001', 0, '{}', '{}', NULL, ST_SetSRID(ST_MakePoint(603481.5, 1191450), :s)), "
-            "(NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, "
+            " '2026-01-01 00:00:00.000001', '0001-01-01 00:00:00+00', 0, '{}', '{}', NULL, "
+            " ST_SetSRID(ST_MakePoint(603481.5, 1191450), :s)), "
+            "('Số 4', 0, 0, 0, false, 'infinity', 'infinity', '-infinity', '-infinity', 1, NULL, NULL, NULL, "
+            " ST_SetSRID(ST_MakePoint(603481.7, 1191450), :s)), "
+            "(NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, "
             " ST_SetSRID(ST_MakePoint(603482, 1191450), :s))"),
             {"s": CITY_SRID, "ten": 'Nhà "A" \\ Phường Bến Thành\nTầng 2\t✓',
              "jb": json.dumps({"tầng": 2, "tên": "Nhà \"A\"", "ds": [1, None, True]}, ensure_ascii=False),
@@ -232,7 +237,7 @@ def test_first_identify_of_a_layer_goes_to_flask_then_the_loop_answers_the_same_
     second = driver.get(url)
     assert driver.front.answered == before + 1
     assert_same_answer(second, flask_resp, "second")
-    assert [f["id"] for f in second.json()["features"]] == [1, 2, 3, 4]
+    assert [f["id"] for f in second.json()["features"]] == [1, 2, 3, 4, 5]
     assert second.headers["content-length"] == str(len(second.body))
 
 
@@ -251,7 +256,11 @@ def test_every_column_type_is_written_the_same_on_the_loop(driver, client, types
     assert props[3]["gia"] != props[3]["gia"] and props[3]["do_cao"] == float("inf")  # NaN, Infinity
     # json, jsonb and uuid columns are not queryable properties of a generic layer: in neither answer
     assert not {"thuoc_tinh", "ghi_chu", "ma"} & set(props[1])
-    assert all(value is None for key, value in props[4].items() if key not in ("fid", "distance_m")), props[4]
+    assert props[1]["het_han"] == "2027-01-01T04:59:59.999999Z" and props[3]["het_han"] == "0001-01-01T00:00:00Z"
+    # infinite dates as psycopg2 gives them: the largest and smallest values, timestamptz in UTC
+    assert (props[4]["ngay"], props[4]["luc"], props[4]["luc_dia_phuong"], props[4]["het_han"]) == (
+        "9999-12-31", "9999-12-31T23:59:59.999999Z", "0001-01-01T00:00:00", "0001-01-01T00:00:00Z")
+    assert all(value is None for key, value in props[5].items() if key not in ("fid", "distance_m")), props[5]
 
 
 def test_query_options_give_the_same_bytes_on_the_loop(driver, client, parcel):
