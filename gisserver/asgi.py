@@ -48,7 +48,7 @@ class AsgiFront:
         self.engine = gis.engine
         self.tokens = gis.tokens
         self.pool_size = gis.settings.db_pool_size
-        self.wsgi = WSGIMiddleware(flask_app, workers=threads or gis.settings.threads)
+        self.wsgi = WSGIMiddleware(_input_terminated(flask_app), workers=threads or gis.settings.threads)
         self.routes: dict[str, AsyncHandler] = {}
         self.answered = 0  # requests answered on the loop (for tests and diagnostics)
         self._pool = None
@@ -140,6 +140,19 @@ class AsgiFront:
                     self._pool = None
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+def _input_terminated(wsgi_app):
+    """a2wsgi's ``wsgi.input`` ends where the request body ends, but a2wsgi does not say so; without
+    ``wsgi.input_terminated`` werkzeug reads nothing of a body sent without Content-Length
+    (chunked), so such an upload lost its file (400) instead of being read up to the size limit
+    (413), as under gunicorn's WSGI workers, which set it."""
+
+    def app(environ, start_response):
+        environ["wsgi.input_terminated"] = True
+        return wsgi_app(environ, start_response)
+
+    return app
 
 
 def _headers(scope: dict) -> Mapping[str, str]:
