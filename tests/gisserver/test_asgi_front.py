@@ -591,6 +591,32 @@ def test_upload_then_an_oversized_one_is_413_and_changes_nothing(server, catalog
     assert _layer_state(catalogue, name) == state
 
 
+def _multipart_chunks(content: bytes, chunk: int = 65536):
+    """A multipart upload body sent in pieces (requests then sends it chunked, without Content-Length)."""
+    body = (b"--x\r\nContent-Disposition: form-data; name=\"access_level\"\r\n\r\npublic\r\n"
+            b"--x\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.gpkg\"\r\n\r\n"
+            + content + b"\r\n--x--\r\n")
+    for start in range(0, len(body), chunk):
+        yield body[start:start + chunk]
+
+
+def test_chunked_uploads_are_read_up_to_the_size_limit(server, catalogue, make_user, tmp_path):
+    _, admin = make_user("admin")
+    name = "thua_dat_chunked"
+    headers = {**auth(admin), "Content-Type": "multipart/form-data; boundary=x"}
+    resp = requests.post(f"{server.base}/layers/{name}/upload", data=_multipart_chunks(_gpkg_bytes(tmp_path)),
+                         headers=headers, timeout=120)
+    assert resp.request.headers["Transfer-Encoding"] == "chunked"
+    assert resp.status_code == 201, resp.text
+    assert resp.json()["loaded"] == 6 and resp.json()["repaired"] == 1
+    state = _layer_state(catalogue, name)
+    resp = requests.post(f"{server.base}/layers/{name}/upload", data=_multipart_chunks(b"\0" * (9 << 20)),
+                         headers=headers, timeout=120)
+    assert resp.status_code == 413, resp.text
+    assert resp.json()["code"] == "payload-too-large"
+    assert _layer_state(catalogue, name) == state
+
+
 def test_identify_after_a_layer_is_replaced_with_other_columns(server, catalogue, make_user, tmp_path):
     """A replace swaps in a table of the same name: the statement the worker compiled names columns
     that are gone; identify recompiles it (a 500 for ever in that worker before)."""
