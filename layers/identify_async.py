@@ -43,9 +43,12 @@ async def create_pool(dsn: str, size: int, application_name: str = "gisserver-id
 
     A connection is not reset when it goes back to the pool (asyncpg's default costs a round trip,
     ``RESET ALL`` and more, per query): identify runs single statements in autocommit and changes
-    no session state, as the lean psycopg2 pool (:func:`layers.query.lean_engine`)."""
+    no session state, as the lean psycopg2 pool (:func:`layers.query.lean_engine`). Nor is it
+    closed after a while unused (asyncpg's inactivity timer is armed and cancelled on every
+    release and acquire): the pool is small and lives as long as the worker."""
     return await asyncpg.create_pool(
         dsn, min_size=1, max_size=size, init=_init_connection, reset=_no_reset, command_timeout=60,
+        max_inactive_connection_lifetime=0,
         server_settings={"application_name": application_name},
     )
 
