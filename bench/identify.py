@@ -13,8 +13,10 @@ in ``--rounds`` short rounds after a warm-up (the machine may be shared with oth
    ``identify_async_statement`` (the server's ``layers.identify_async`` path); with the WSGI worker
    classes kept for comparison (gthread, sync), the SQLAlchemy lean pool sending
    ``identify_statement`` through psycopg2 (autocommit, no pre-ping, one round trip per query);
-2. http: the same number of client threads call ``GET /api/identify?lon=&lat=`` on gunicorn with
-   2 workers over loopback (one keep-alive connection per thread), run as ``gisserver serve`` runs it.
+2. http: the same number of concurrent clients call ``GET /api/identify?lon=&lat=`` on gunicorn
+   with 2 workers over loopback (one keep-alive connection each), run as ``gisserver serve`` runs
+   it. Both phases' Python clients are built alike: one uvloop in a thread, one task per client
+   (``http.client`` threads cost twice the CPU of the asyncpg clients on the same two cores).
 
 The native pair does the same with pgbench (``-M prepared`` with the asyncpg statement for the ASGI
 server, ``-M simple`` as psycopg2 sends it for the WSGI workers) and wrk.
@@ -28,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import json
 import os
 import random
 import re
@@ -319,8 +320,11 @@ def direct_async_clients(url: str, points, threads: int):
             args = list(template)
             args[x_at], args[y_at] = lon, lat_
             t0 = time.perf_counter()
-            async with pool.acquire() as con:
+            con = await pool.acquire()  # the server's own pool class and settings
+            try:
                 rows = await con.fetch(sql, *args)
+            finally:
+                pool.release(con)
             lat.append(time.perf_counter() - t0)
             if len(rows) != 1 or rows[0]["__id"] is None:
                 raise RuntimeError(f"expected one parcel at {lon},{lat_}, got {len(rows)} rows")
@@ -357,35 +361,57 @@ def measured_async(meter: CPUMeter, run, seconds: float) -> dict:
     return _with_cpu(stats, before, after, count)
 
 
-def http_worker(port: int, points, threads: int):
-    """A client loop calling GET /api/identify on one keep-alive connection per thread."""
+def http_async_clients(port: int, points, threads: int):
+    """``threads`` concurrent clients calling GET /api/identify, one keep-alive connection each, on
+    one event loop in a thread: built as the direct clients are (one uvloop, one task per client),
+    with a minimal HTTP/1.1 exchange (request line, Content-Length body), so the two phases' clients
+    cost alike on the CPUs they share with the server. Returns run(seconds) and cleanup."""
+    import asyncio
 
-    def connect():
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        conn.connect()
+    import uvloop
+
+    loop = uvloop.new_event_loop()
+    expected = b'"numberReturned":1}'
+
+    async def client(i, deadline, lat):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
         # as wrk and browsers do: without it, Nagle + delayed ACKs add ~40 ms stalls on loopback
-        conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return conn
-
-    def worker(i, stop, lat):
-        conn = connect()
+        writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         k = i
-        while not stop.is_set():
-            lon, lat_ = points[k % len(points)]
-            k += threads
-            t0 = time.perf_counter()
-            conn.request("GET", f"/api/identify?lon={lon!r}&lat={lat_!r}")
-            resp = conn.getresponse()
-            body = resp.read()
-            lat.append(time.perf_counter() - t0)
-            if resp.status != 200 or len(json.loads(body)["features"]) != 1:
-                raise RuntimeError(f"HTTP {resp.status}: {body[:200]!r}")
-            if resp.getheader("Connection", "").lower() == "close":
-                conn.close()
-                conn = connect()
-        conn.close()
+        try:
+            while time.perf_counter() < deadline:
+                lon, lat_ = points[k % len(points)]
+                k += threads
+                t0 = time.perf_counter()
+                writer.write(f"GET /api/identify?lon={lon!r}&lat={lat_!r} HTTP/1.1\r\nHost: bench\r\n\r\n".encode())
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)
+                body = await reader.readexactly(int(length.group(1))) if length else b""
+                lat.append(time.perf_counter() - t0)
+                if not head.startswith(b"HTTP/1.1 200") or not body.endswith(expected):
+                    raise RuntimeError(f"{head[:40]!r}: {body[:200]!r}")
+                if re.search(rb"(?i)\r\nconnection: *close", head):
+                    writer.close()
+                    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        finally:
+            writer.close()
 
-    return worker
+    def run(seconds: float) -> tuple[int, list[float], int]:
+        results: list[list[float]] = [[] for _ in range(threads)]
+        deadline = time.perf_counter() + seconds
+
+        async def all_clients():
+            return await asyncio.gather(*(client(i, deadline, results[i]) for i in range(threads)),
+                                        return_exceptions=True)
+
+        outcome = loop.run_until_complete(all_clients())
+        errors = [o for o in outcome if isinstance(o, BaseException)]
+        for exc in errors:
+            print(f"  client: {type(exc).__name__}: {exc}", file=sys.stderr)
+        lat = sorted(x for r in results for x in r)
+        return len(lat), lat, len(errors)
+
+    return run, loop.close
 
 
 # --- native load generators: they do not compete with the server for CPU as Python threads do ---
@@ -567,7 +593,7 @@ def main() -> None:
     driver = "asyncpg pool, prepared" if args.worker_class == "asgi" else "psycopg2 pool"
     mode = "prepared" if args.worker_class == "asgi" else "simple"
     met = [report_pair(name, phases[direct], phases[http])
-           for name, direct, http in ((f"Python (http.client threads / {driver})", "direct", "http"),
+           for name, direct, http in ((f"Python (asyncio HTTP clients / {driver})", "direct", "http"),
                                       (f"native (wrk / pgbench -M {mode})", "pgbench", "wrk"))
            if phases[direct]]
     print("targets met" if all(met) else "targets NOT met")
@@ -588,7 +614,7 @@ def run_phases(args, url: str, port: int, server_pid: int, side: int, tmp: Path)
 
         def direct_run(seconds):
             return run_threads(args.threads, seconds, direct_loop)
-    http_loop = http_worker(port, points, args.threads)
+    http_run, http_cleanup = http_async_clients(port, points, args.threads)
 
     def direct_phase() -> dict:
         if on_asgi:
@@ -597,7 +623,7 @@ def run_phases(args, url: str, port: int, server_pid: int, side: int, tmp: Path)
 
     try:
         direct_run(2.0)  # warm pools, statement caches, PROJ caches
-        run_threads(args.threads, 2.0, http_loop)
+        http_run(2.0)
         if native_pair:
             sql, values = city_statement(url, on_asgi)
             wrk = wrk_phase(port, side, args.threads, per_round, tmp)
@@ -607,12 +633,13 @@ def run_phases(args, url: str, port: int, server_pid: int, side: int, tmp: Path)
         for _ in range(args.rounds):
             if python_pair:
                 phases["direct"].append(direct_phase())
-                phases["http"].append(measured(CPUMeter(url, server_pid), args.threads, per_round, http_loop))
+                phases["http"].append(measured_async(CPUMeter(url, server_pid), http_run, per_round))
             if native_pair:
                 phases["pgbench"].append(measured_tool(CPUMeter(url), *pgbench))
                 phases["wrk"].append(measured_tool(CPUMeter(url, server_pid), *wrk))
     finally:
         cleanup()
+        http_cleanup()
     return phases
 
 
