@@ -2,13 +2,14 @@
 
     gunicorn --worker-class asgi --workers 2 app:asgi        (``gisserver serve`` does this)
 
-Each worker process runs one event loop (uvloop) that reads requests with gunicorn's C parser
-(gunicorn_h1c). The few hottest read-only requests (identify-at-point: every click on the map)
-are answered on that loop by an ``async_paths(app)`` handler of their blueprint, which queries
-PostGIS through an asyncpg pool: no thread hand-over and no WSGI machinery per request. Every
-other request goes to the Flask application (and its WSGI fast path, :mod:`gisserver.fastpath`)
-in a pool of ``GISSERVER_THREADS`` threads, through a2wsgi, so map rendering, uploads and exports
-run as they always did and never block the loop.
+Each worker process runs one event loop (uvloop) that reads requests with gunicorn's HTTP parser
+(in C when the optional gunicorn_h1c is installed). The few hottest read-only requests
+(identify-at-point: every click on the map) are answered on that loop by an ``async_paths(app)``
+handler of their blueprint, which queries PostGIS through a pool of asyncpg connections: no thread
+hand-over and no WSGI machinery per request. Every other request goes to the Flask application
+(and its WSGI fast path, :mod:`gisserver.fastpath`) in a pool of ``GISSERVER_THREADS`` threads,
+through a2wsgi, so map rendering, uploads and exports run as they always did and never block the
+loop.
 
 A handler answers only the plain case and returns ``None`` for anything else (a request whose
 answer needs a synchronous step, an error, a database failure); the request then goes to Flask,
@@ -109,7 +110,7 @@ class AsgiFront:
         return self.tokens.cached(token.strip())
 
     async def _get_pool(self):
-        """This process's asyncpg pool, opened on first use inside the worker's own loop (after
+        """This process's identify pool (asyncpg connections), opened on first use inside the worker's own loop (after
         gunicorn forked it); None while the database cannot be reached."""
         if self._pool is not None:
             return self._pool
@@ -125,7 +126,7 @@ class AsgiFront:
                 try:
                     self._pool = await create_pool(dsn, self.pool_size)
                 except Exception as exc:  # any failure to connect: Flask answers meanwhile
-                    log.warning("asyncpg pool not opened (Flask answers meanwhile): %s", exc)
+                    log.warning("identify pool not opened (Flask answers meanwhile): %s", exc)
                     self._pool_retry_at = time.monotonic() + POOL_RETRY_SECONDS
         return self._pool
 

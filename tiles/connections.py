@@ -9,7 +9,8 @@ parameters, so a miss is one round trip, like the hand-written query it is measu
 
 A connection that fails (the server restarted, the network dropped) is discarded and the query
 retried once on a new one. Idle connections are kept in a small free list, so any threading model
-works (sync workers, gthread workers, the development server's thread per request).
+works (sync workers, gthread workers, the ASGI front's a2wsgi threads, the development server's
+thread per request).
 """
 
 from __future__ import annotations
