@@ -55,6 +55,7 @@ class AsgiFront:
         self._pool = None
         self._pool_lock: asyncio.Lock | None = None
         self._pool_retry_at = 0.0
+        self._finishing: set[asyncio.Future] = set()  # Flask calls still running for a client gone
 
     def route(self, path: str, handler: AsyncHandler) -> None:
         self.routes[path] = handler
@@ -66,11 +67,46 @@ class AsgiFront:
                 handler = self.routes.get(scope["path"])
                 if handler is not None and await self._answered(handler, scope, send):
                     return
-            await self.wsgi(scope, receive, send)
+            await self._to_flask(scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
         else:  # websocket: none served; a2wsgi closes it
             await self.wsgi(scope, receive, send)
+
+    async def _to_flask(self, scope: dict, receive, send) -> None:
+        """The request answered by Flask through a2wsgi. When the client leaves (gunicorn cancels
+        the request, or send raises OSError) the rest of the response is dropped, so the Flask
+        thread finishes; a2wsgi's thread otherwise waits for ever to queue the rest of a large
+        response (a file) and the worker loses one of its threads per abandoned download."""
+        sending: set[asyncio.Future] = set()
+        gone = False
+
+        async def send_until_gone(message) -> None:
+            nonlocal gone
+            if gone:
+                return
+            step = asyncio.ensure_future(send(message))
+            sending.add(step)
+            try:
+                await step
+            except asyncio.CancelledError:
+                if not gone:
+                    raise
+            except OSError:
+                gone = True
+            finally:
+                sending.discard(step)
+
+        flask = asyncio.ensure_future(self.wsgi(scope, receive, send_until_gone))
+        try:
+            await asyncio.shield(flask)
+        except asyncio.CancelledError:
+            gone = True
+            for step in list(sending):
+                step.cancel()
+            self._finishing.add(flask)  # a reference until the thread is done
+            flask.add_done_callback(_forget_finished(self._finishing))
+            raise
 
     async def _answered(self, handler: AsyncHandler, scope: dict, send) -> bool:
         headers = _headers(scope)
@@ -141,6 +177,15 @@ class AsgiFront:
                     self._pool = None
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+def _forget_finished(finishing: set):
+    def done(task: asyncio.Future) -> None:
+        finishing.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("request to Flask failed after its client left: %r", task.exception())
+
+    return done
 
 
 def _input_terminated(wsgi_app):
