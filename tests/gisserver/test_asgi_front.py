@@ -11,6 +11,7 @@ import http.client
 import json
 import os
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -670,3 +671,26 @@ def test_pages_tiles_and_ogc_services_answer_as_through_flask(server, client, pa
         cached = http_session.get(server.base + tile_url, headers={"If-None-Match": tile.headers["ETag"]}, timeout=60)
         assert cached.status_code == 304 and cached.content == b""
         assert cached.headers["ETag"] == tile.headers["ETag"]
+
+
+def _abort_download(server: Server, path: str) -> None:
+    """Start reading a large response, then leave (a reset, as a closed browser tab)."""
+    host, port = server.base.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        assert sock.recv(64).startswith(b"HTTP/1.1 200")
+        time.sleep(0.2)  # the server's buffers fill; the Flask thread waits to send the rest
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+def test_aborted_downloads_do_not_use_up_the_flask_threads(server):
+    """Each worker has 2 threads for Flask: 16 downloads abandoned midway (spread over both workers
+    by the kernel) must leave them all free for the next requests."""
+    for _ in range(16):
+        _abort_download(server, "/app/app.js.map")  # 6 MB, sent in 8 KiB pieces
+    for _ in range(8):
+        with requests.get(server.base + "/api", timeout=20) as resp:  # a fresh connection each time
+            assert resp.status_code == 200
+    with requests.get(server.base + "/app/app.js.map", timeout=60) as resp:
+        assert resp.status_code == 200 and len(resp.content) > 1_000_000
