@@ -10,6 +10,7 @@ import contextlib
 import http.client
 import json
 import os
+import signal
 import socket
 import struct
 import subprocess
@@ -463,7 +464,8 @@ def server(db_engine, database_url, tmp_path_factory):
     command = [sys.executable, "-m", "gunicorn", *gunicorn_arguments("127.0.0.1", port, 2, access_log=False)]
     log_path = tmp / "gunicorn.log"
     with open(log_path, "wb") as log:
-        process = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                   start_new_session=True)  # its own process group: workers stopped too
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -484,6 +486,8 @@ def server(db_engine, database_url, tmp_path_factory):
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        with contextlib.suppress(ProcessLookupError):  # a worker that outlived its arbiter
+            os.killpg(process.pid, signal.SIGKILL)
 
 
 def same_host(client, server: Server, url: str, headers: dict | None = None, method: str = "GET"):
