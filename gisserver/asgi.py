@@ -78,32 +78,31 @@ class AsgiFront:
         the request, or send raises OSError) the rest of the response is dropped, so the Flask
         thread finishes; a2wsgi's thread otherwise waits for ever to queue the rest of a large
         response (a file) and the worker loses one of its threads per abandoned download."""
-        sending: set[asyncio.Future] = set()
         gone = False
+        sending: asyncio.Task | None = None  # a2wsgi's sender task while it waits on ``send``
 
         async def send_until_gone(message) -> None:
-            nonlocal gone
+            nonlocal gone, sending
             if gone:
                 return
-            step = asyncio.ensure_future(send(message))
-            sending.add(step)
+            sending = asyncio.current_task()
             try:
-                await step
+                await send(message)
             except asyncio.CancelledError:
                 if not gone:
-                    raise
+                    raise  # cancelled for another reason than the client leaving
             except OSError:
                 gone = True
             finally:
-                sending.discard(step)
+                sending = None
 
         flask = asyncio.ensure_future(self.wsgi(scope, receive, send_until_gone))
         try:
             await asyncio.shield(flask)
         except asyncio.CancelledError:
             gone = True
-            for step in list(sending):
-                step.cancel()
+            if sending is not None:
+                sending.cancel()  # a send blocked on the gone client: a2wsgi's sender drains the rest
             self._finishing.add(flask)  # a reference until the thread is done
             flask.add_done_callback(_forget_finished(self._finishing))
             raise
