@@ -291,11 +291,30 @@ def direct_worker(url: str, points, threads: int):
     return worker, cleanup
 
 
+def run_clients(loop, client, threads: int, seconds: float) -> tuple[int, list[float], int]:
+    """``client(i, deadline, latencies)`` x ``threads`` on ``loop`` for ``seconds``; returns
+    (requests, latencies, errors)."""
+    import asyncio
+
+    results: list[list[float]] = [[] for _ in range(threads)]
+    deadline = time.perf_counter() + seconds
+
+    async def all_clients():
+        return await asyncio.gather(*(client(i, deadline, results[i]) for i in range(threads)),
+                                    return_exceptions=True)
+
+    outcome = loop.run_until_complete(all_clients())
+    errors = [o for o in outcome if isinstance(o, BaseException)]
+    for exc in errors:
+        print(f"  client: {type(exc).__name__}: {exc}", file=sys.stderr)
+    lat = sorted(x for r in results for x in r)
+    return len(lat), lat, len(errors)
+
+
 def direct_async_clients(url: str, points, threads: int):
     """``threads`` concurrent clients on one asyncpg pool (one event loop in a thread), sending the
     statement the ASGI server sends, as it sends it (prepared, same codecs); returns run(seconds) ->
     (requests, latencies, errors) and cleanup."""
-    import asyncio
 
     import uvloop
 
@@ -330,19 +349,7 @@ def direct_async_clients(url: str, points, threads: int):
                 raise RuntimeError(f"expected one parcel at {lon},{lat_}, got {len(rows)} rows")
 
     def run(seconds: float) -> tuple[int, list[float], int]:
-        results: list[list[float]] = [[] for _ in range(threads)]
-        deadline = time.perf_counter() + seconds
-
-        async def all_clients():
-            return await asyncio.gather(*(client(i, deadline, results[i]) for i in range(threads)),
-                                        return_exceptions=True)
-
-        outcome = loop.run_until_complete(all_clients())
-        errors = [o for o in outcome if isinstance(o, BaseException)]
-        for exc in errors:
-            print(f"  client: {type(exc).__name__}: {exc}", file=sys.stderr)
-        lat = sorted(x for r in results for x in r)
-        return len(lat), lat, len(errors)
+        return run_clients(loop, client, threads, seconds)
 
     def cleanup():
         loop.run_until_complete(pool.close())
@@ -397,19 +404,7 @@ def http_async_clients(port: int, points, threads: int):
             writer.close()
 
     def run(seconds: float) -> tuple[int, list[float], int]:
-        results: list[list[float]] = [[] for _ in range(threads)]
-        deadline = time.perf_counter() + seconds
-
-        async def all_clients():
-            return await asyncio.gather(*(client(i, deadline, results[i]) for i in range(threads)),
-                                        return_exceptions=True)
-
-        outcome = loop.run_until_complete(all_clients())
-        errors = [o for o in outcome if isinstance(o, BaseException)]
-        for exc in errors:
-            print(f"  client: {type(exc).__name__}: {exc}", file=sys.stderr)
-        lat = sorted(x for r in results for x in r)
-        return len(lat), lat, len(errors)
+        return run_clients(loop, client, threads, seconds)
 
     return run, loop.close
 
