@@ -25,6 +25,7 @@ import morecantile
 import pytest
 import requests
 from geoalchemy2.shape import from_shape
+from psycopg2 import sql
 from shapely.geometry import LineString, MultiLineString, MultiPolygon, box
 from sqlalchemy import insert, text
 
@@ -145,9 +146,12 @@ def insert_parcel(engine, parcel_no: int = 12, dx: float = 0.0, owner: str = "Ng
         bump_version(conn, "parcels")
 
 
-def generic_table(conn, name: str) -> str:
-    """A generic layer's table name for DDL, quoted by the dialect (an identifier, never a value)."""
-    return "layerdata." + conn.dialect.identifier_preparer.quote(name)
+def run_on_table(conn, statement: str, name: str, params: dict | None = None) -> None:
+    """``statement`` with ``{}`` standing for the generic layer's table ``layerdata.<name>`` (other
+    braces doubled): the identifier composed by psycopg2 (``sql.Identifier``), the values bound, on
+    the connection's own transaction."""
+    with conn.connection.cursor() as cur:
+        cur.execute(sql.SQL(statement).format(sql.Identifier("layerdata", name)), params)
 
 
 def create_types_layer(engine, name: str) -> None:
@@ -156,28 +160,28 @@ def create_types_layer(engine, name: str) -> None:
     not shown); the row of nulls is the furthest."""
     with engine.begin() as conn:
         conn.execute(text("CREATE SCHEMA IF NOT EXISTS layerdata"))
-        conn.execute(text(
-            f"CREATE TABLE {generic_table(conn, name)} (fid serial PRIMARY KEY, ten text, gia numeric(12, 2), "
+        run_on_table(conn,
+            "CREATE TABLE {} (fid serial PRIMARY KEY, ten text, gia numeric(12, 2), "
             "ty_le real, do_cao double precision, con_hieu_luc boolean, ngay date, luc timestamptz, "
             "luc_dia_phuong timestamp, het_han timestamptz, so_lon bigint, thuoc_tinh jsonb, ghi_chu json, ma uuid, "
-            f"geom geometry(Point, {CITY_SRID}))"))
-        conn.execute(text(
-            f"INSERT INTO {generic_table(conn, name)} (ten, gia, ty_le, do_cao, con_hieu_luc, ngay, luc, "
+            "geom geometry(Point, %(s)s))", name, {"s": CITY_SRID})
+        run_on_table(conn,
+            "INSERT INTO {} (ten, gia, ty_le, do_cao, con_hieu_luc, ngay, luc, "
             "luc_dia_phuong, het_han, so_lon, thuoc_tinh, ghi_chu, ma, geom) VALUES "
-            "(:ten, 1250000.50, 0.1, 2.345678901234, true, '2026-11-27', '2026-11-27 08:30:00+07', "
-            " '2026-11-27 08:30:00', '2026-12-31 23:59:59.999999-05', 9007199254740993, :jb, :js, "
+            "(%(ten)s, 1250000.50, 0.1, 2.345678901234, true, '2026-11-27', '2026-11-27 08:30:00+07', "
+            " '2026-11-27 08:30:00', '2026-12-31 23:59:59.999999-05', 9007199254740993, %(jb)s, %(js)s, "
             " 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', "
-            " ST_SetSRID(ST_MakePoint(603480, 1191450), :s)), "
+            " ST_SetSRID(ST_MakePoint(603480, 1191450), %(s)s)), "
             "('Số 2', 7, 1e-7, -0.5, false, '1975-04-30', '2026-11-27 08:30:00.123456+07', "
             " '2026-11-27 08:30:00.5', NULL, -1, '[1, 2.5, null]', '\"chuỗi\"', NULL, "
-            " ST_SetSRID(ST_MakePoint(603481, 1191450), :s)), "
+            " ST_SetSRID(ST_MakePoint(603481, 1191450), %(s)s)), "
             "('Số 3', 'NaN', 3.4028235e38, 'Infinity', true, '2000-02-29', '1900-01-01 00:00:00+00', "
-            " '2026-01-01 00:00:00.000001', '0001-01-01 00:00:00+00', 0, '{}', '{}', NULL, "
-            " ST_SetSRID(ST_MakePoint(603481.5, 1191450), :s)), "
+            " '2026-01-01 00:00:00.000001', '0001-01-01 00:00:00+00', 0, '{{}}', '{{}}', NULL, "
+            " ST_SetSRID(ST_MakePoint(603481.5, 1191450), %(s)s)), "
             "('Số 4', 0, 0, 0, false, 'infinity', 'infinity', '-infinity', '-infinity', 1, NULL, NULL, NULL, "
-            " ST_SetSRID(ST_MakePoint(603481.7, 1191450), :s)), "
+            " ST_SetSRID(ST_MakePoint(603481.7, 1191450), %(s)s)), "
             "(NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, "
-            " ST_SetSRID(ST_MakePoint(603482, 1191450), :s))"),
+            " ST_SetSRID(ST_MakePoint(603482, 1191450), %(s)s))", name,
             {"s": CITY_SRID, "ten": 'Nhà "A" \\ Phường Bến Thành\nTầng 2\t✓',
              "jb": json.dumps({"tầng": 2, "tên": "Nhà \"A\"", "ds": [1, None, True]}, ensure_ascii=False),
              "js": '{"b": 1,  "a": [2.50, "x"]}'})
@@ -358,12 +362,12 @@ def test_reloaded_layer_is_handed_to_flask_which_shows_the_new_table(driver, cli
     url = identify_url(x=603480, y=1191450, tolerance=5, layers=types_layer)
     warm_then_loop(driver, client, url)
     with client.application.extensions["gisserver"].engine.begin() as conn:
-        table = generic_table(conn, types_layer)
-        conn.execute(text(f"DROP TABLE {table}"))
-        conn.execute(text(f"CREATE TABLE {table} (fid serial PRIMARY KEY, ten_moi text, "
-                          f"geom geometry(Point, {CITY_SRID}))"))
-        conn.execute(text(f"INSERT INTO {table} (ten_moi, geom) VALUES "
-                          "('Mới', ST_SetSRID(ST_MakePoint(603480, 1191450), :s))"), {"s": CITY_SRID})
+        run_on_table(conn, "DROP TABLE {}", types_layer)
+        run_on_table(conn, "CREATE TABLE {} (fid serial PRIMARY KEY, ten_moi text, geom geometry(Point, %(s)s))",
+                     types_layer, {"s": CITY_SRID})
+        run_on_table(conn, "INSERT INTO {} (ten_moi, geom) "
+                           "VALUES ('Mới', ST_SetSRID(ST_MakePoint(603480, 1191450), %(s)s))",
+                     types_layer, {"s": CITY_SRID})
         bump_version(conn, types_layer)
     before = driver.front.answered
     reloaded = driver.get(url)
